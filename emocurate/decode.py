@@ -1,0 +1,82 @@
+"""Turn raw file bytes into one RGB PIL image, or a reason why not. Checks content by decoding, never by file name.
+
+Handles CMYK, 16-bit, palette, alpha (composited on white), EXIF orientation; refuses decompression bombs and huge
+dimensions before decoding the pixels. It does not resize: stages cap sizes for their own models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps
+
+DEFAULT_MAX_PIXELS = 64_000_000  # ~8000 x 8000; Pillow's own bomb limit is 89.5 MP
+DEFAULT_MAX_SIDE = 20_000
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """An RGB image (or None) and, when None, why: `empty_file`, `not_an_image: ...`, `too_large: ...`, `corrupt: ...`."""
+
+    image: Image.Image | None
+    reason: str | None = None
+    format: str | None = None
+    original_mode: str | None = None
+
+
+def sha256_hex(data: bytes) -> str:
+    """The record id: sha256 of the file's bytes as stored or fetched (not of decoded pixels)."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE) -> Decoded:
+    """Decode `data` fully and normalise it to 8-bit RGB; never raises for bad input."""
+    if not data:
+        return Decoded(None, "empty_file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            fmt = img.format
+            w, h = img.size
+            if w * h > max_pixels or max(w, h) > max_side:
+                return Decoded(None, f"too_large: {w}x{h} exceeds max_pixels={max_pixels} / max_side={max_side}", fmt)
+            img.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        return Decoded(None, f"too_large: decompression bomb ({err})")
+    except Image.UnidentifiedImageError:
+        return Decoded(None, "not_an_image: content is not a decodable image")
+    except (OSError, ValueError, SyntaxError, EOFError) as err:  # truncated or corrupt streams
+        return Decoded(None, f"corrupt: {type(err).__name__}: {err}")
+    mode = img.mode
+    try:
+        rgb = to_rgb(ImageOps.exif_transpose(img))
+    except (OSError, ValueError) as err:
+        return Decoded(None, f"corrupt: cannot convert mode {mode}: {err}", fmt, mode)
+    return Decoded(rgb, None, fmt, mode)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """8-bit RGB: alpha composited on white, palettes expanded, 16-bit and float scaled, CMYK converted."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray((arr / peak * 255.0).clip(0, 255).astype("uint8"), "L")
+    elif img.mode == "F":
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        img = Image.fromarray(((arr - lo) / (hi - lo or 1.0) * 255.0).astype("uint8"), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")

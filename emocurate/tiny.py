@@ -1,0 +1,130 @@
+"""Tiny random models built in code, saved once to a cache folder and then loaded like any Hub model.
+
+A model id `tiny:NAME` (e.g. `tiny:clip`) resolves to that folder, so the demo recipe and the tests run the same
+`from_pretrained` code path as `openai/clip-vit-large-patch14`. The weights are random: outputs are noise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+TINY_PREFIX = "tiny:"
+
+
+def cache_root() -> Path:
+    """Where tiny models are saved: $EMOCURATE_TINY_CACHE, else ~/.cache/emocurate/tiny."""
+    return Path(os.environ.get("EMOCURATE_TINY_CACHE", Path.home() / ".cache" / "emocurate" / "tiny"))
+
+
+def resolve(model_id: str) -> str:
+    """Return a path or Hub id loadable by `from_pretrained`; `tiny:NAME` is built (once) into the cache."""
+    if not model_id.startswith(TINY_PREFIX):
+        return model_id
+    name = model_id[len(TINY_PREFIX):]
+    if name not in BUILDERS:
+        raise ValueError(f"unknown tiny model {model_id!r}; known: {', '.join(TINY_PREFIX + n for n in BUILDERS)}")
+    target = cache_root() / name
+    if not (target / ".complete").exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+        BUILDERS[name](tmp)
+        (tmp / ".complete").write_text("ok\n")  # written last: its presence means the folder is whole
+        shutil.rmtree(target, ignore_errors=True)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process won the race; its folder is as good as ours
+            shutil.rmtree(tmp, ignore_errors=True)
+    return str(target)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-to-character table (the standard one), so every string is tokenisable with no merges."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def clip_tokenizer():
+    """A real `CLIPTokenizer` with a byte-level vocabulary (514 tokens, no merges): one token per character."""
+    from transformers import CLIPTokenizer
+
+    chars = list(_bytes_to_unicode().values())
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
+
+
+def build_clip(folder: Path, hidden: int = 32, image_size: int = 32, patch: int = 8, seed: int = 0) -> None:
+    """Save a tiny CLIPModel (text and vision towers, projection 32) with its tokenizer and image processor."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
+
+    torch.manual_seed(seed)
+    tokenizer = clip_tokenizer()
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=77, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        ),
+        vision_config=dict(
+            hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=2, num_attention_heads=4,
+            image_size=image_size, patch_size=patch,
+        ),
+        projection_dim=hidden,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}),
+        tokenizer=tokenizer,
+    )
+    processor.save_pretrained(folder)
+
+
+def build_sd(folder: Path, seed: int = 0) -> None:
+    """Save a tiny Stable Diffusion 1.5-shaped pipeline (UNet 32/64, VAE, the tiny CLIP's text tower, DDPM scheduler).
+
+    Its text encoder shares weights with `tiny:clip`'s text tower, as SD 1.5's does with CLIP ViT-L/14.
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPModel, CLIPTextModel
+
+    clip = CLIPModel.from_pretrained(resolve("tiny:clip"))
+    text_encoder = CLIPTextModel(clip.config.text_config)
+    text_encoder.load_state_dict(clip.text_model.state_dict())
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=clip.config.text_config.hidden_size, attention_head_dim=8, norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(32, 64), in_channels=3, out_channels=3, latent_channels=4, norm_num_groups=32,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), sample_size=32,
+    )
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
+    pipe = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(), unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder, safe_serialization=True)
+
+
+BUILDERS: dict[str, Callable[[Path], None]] = {
+    "clip": build_clip,
+    "sd": build_sd,
+}
