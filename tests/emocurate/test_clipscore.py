@@ -106,3 +106,49 @@ def test_config_from_recipe_yaml(tmp_path):
     assert load(ClipFilterConfig, recipe).drop_fraction == 0.3
     with pytest.raises(ConfigError, match="got 3.2"):
         load(ClipFilterConfig, recipe, ["drop_fraction=3.2"])
+
+
+@pytest.fixture(scope="module")
+def tiny_open_clip(tmp_path_factory):
+    """A tiny open_clip architecture registered at runtime, random weights saved as a local checkpoint (no download)."""
+    import json
+
+    import open_clip
+    import torch
+
+    folder = tmp_path_factory.mktemp("open_clip")
+    config = {
+        "embed_dim": 32,
+        "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 8, "patch_size": 8},
+        "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2},
+    }
+    (folder / "tiny-test-ViT.json").write_text(json.dumps(config))
+    open_clip.add_model_config(folder / "tiny-test-ViT.json")
+    torch.manual_seed(0)
+    model = open_clip.create_model("tiny-test-ViT", pretrained=None)
+    torch.save(model.state_dict(), folder / "tiny.pt")
+    return str(folder / "tiny.pt")
+
+
+def test_open_clip_backend(tiny_open_clip):
+    import open_clip
+    import torch
+
+    scorer = load_scorer(ClipFilterConfig(backend="open_clip", model="tiny-test-ViT", pretrained=tiny_open_clip, device="cpu",
+                                          batch_size=2))
+    assert scorer.backend == "open_clip" and scorer.model_id == "tiny-test-ViT" and scorer.revision == tiny_open_clip
+    images = [Image.new("RGB", (50, 40), c) for c in ("red", "green", "blue")]
+    texts = ["a red square", "a green field", "a calm " * 60]
+    scores = scorer.score(images, texts)
+    assert scores.shape == (3,) and np.all(np.abs(scores) <= 1 + 1e-5)
+
+    # the same numbers straight from open_clip: the checkpoint was really loaded
+    model, _, preprocess = open_clip.create_model_and_transforms("tiny-test-ViT", pretrained=tiny_open_clip)
+    tokenizer = open_clip.get_tokenizer("tiny-test-ViT")
+    with torch.no_grad():
+        img = torch.nn.functional.normalize(model.eval().encode_image(torch.stack([preprocess(im) for im in images])), dim=-1)
+        txt = torch.nn.functional.normalize(model.encode_text(tokenizer(texts)), dim=-1)
+    np.testing.assert_allclose(scores, (img * txt).sum(-1).numpy(), atol=1e-5)
+
+    counts = scorer.count_tokens(["a red square", "a calm " * 60])
+    assert counts[0] == 5 and counts[1] == 122 and scorer.max_tokens == 77
