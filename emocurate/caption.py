@@ -1,20 +1,17 @@
 """Emotion-focused captions from a multimodal LLM: a local transformers chat model or an OpenAI-compatible endpoint.
 
 `load_captioner(cfg).caption(images, emotions)` returns one CaptionResult per image; a failure is a result, never an
-exception. It does not decide which images to caption or keep; the pipeline does.
+exception. This module holds the contract (config, prompts, cleaning); backends live in caption_transformers.py and
+caption_openai.py. It does not decide which images to caption or keep; the pipeline does.
 """
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
-from emocurate.loading import DTYPES, batched, check_device, check_positive, commit_hash, pick_device, pick_dtype, rgb
-from emocurate.tiny import resolve
-
-log = logging.getLogger(__name__)
+from emocurate.loading import DTYPES, check_device, check_positive, rgb
 
 _DETAILS = "brightness, colorfulness, scene type, object classes, facial expressions, and human actions"
 PROMPTS: dict[str, str] = {
@@ -124,6 +121,8 @@ class Captioner(Protocol):
 
 def load_captioner(cfg: CaptionConfig) -> Captioner:
     if cfg.backend == "transformers":
+        from emocurate.caption_transformers import TransformersCaptioner
+
         return TransformersCaptioner(cfg)
     from emocurate.caption_openai import OpenAICaptioner
 
@@ -239,76 +238,3 @@ def finish(raw: str | None, one_sentence: bool) -> CaptionResult:
         return CaptionResult(None, "no output", None)
     text = clean_caption(raw, one_sentence)
     return CaptionResult(text, None, raw) if text else CaptionResult(None, "empty caption", raw)
-
-
-# ---- transformers backend ---------------------------------------------------------------------------------------
-
-class TransformersCaptioner:
-    """Any `AutoModelForImageTextToText` chat model with its processor's chat template; batched, left-padded."""
-
-    backend = "transformers"
-
-    def __init__(self, cfg: CaptionConfig):
-        import torch
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
-        self.cfg, self._torch = cfg, torch
-        path = resolve(cfg.model)
-        self.device = pick_device(cfg.device)
-        self.processor = AutoProcessor.from_pretrained(path, revision=cfg.revision)
-        self.processor.tokenizer.padding_side = "left"  # decoder-only batch generation continues from the right edge
-        if getattr(self.processor, "chat_template", None) is None:
-            raise ValueError(f"caption.model={cfg.model} has no chat template; the transformers backend needs a chat model")
-        self.model = AutoModelForImageTextToText.from_pretrained(
-            path, revision=cfg.revision, dtype=pick_dtype(cfg.dtype, self.device)
-        ).to(self.device).eval()
-        self.model_id, self.revision = cfg.model, commit_hash(cfg.model, cfg.revision)
-
-    def prompt_text(self, emotion: str | None) -> str:
-        return prompt_text(self.cfg.prompt, emotion)
-
-    def caption(self, images: list, emotions: list[str | None]) -> list[CaptionResult]:
-        if len(images) != len(emotions):
-            raise ValueError(f"caption() needs one emotion (or None) per image; got {len(images)} and {len(emotions)}")
-        results: list[CaptionResult | None] = [None] * len(images)
-        todo = []  # (index, image, chat text)
-        for i, (image, emotion) in enumerate(zip(images, emotions)):
-            try:
-                if image is None:
-                    raise ValueError("no image")
-                todo.append((i, downscale(image, self.cfg.max_image_side), self._chat(emotion)))
-            except Exception as err:  # noqa: BLE001  (recorded per image)
-                results[i] = CaptionResult(None, f"{type(err).__name__}: {err}", None)
-        if self.cfg.temperature > 0:
-            self._torch.manual_seed(self.cfg.seed)
-        for chunk in batched(todo, self.cfg.batch_size):
-            try:
-                raws = self._generate([c[1] for c in chunk], [c[2] for c in chunk])
-            except Exception as err:  # noqa: BLE001  one bad image must not cost its batch: retry one by one
-                log.warning("caption batch failed (%s); retrying its %d images one by one", err, len(chunk))
-                raws = [self._generate_one(image, text) for _, image, text in chunk]
-            for (i, _, _), raw in zip(chunk, raws):
-                results[i] = raw if isinstance(raw, CaptionResult) else finish(raw, self.cfg.one_sentence)
-        return results  # type: ignore[return-value]
-
-    def _chat(self, emotion: str | None) -> str:
-        messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt_text(emotion)}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-
-    def _generate_one(self, image, text: str) -> str | CaptionResult:
-        try:
-            return self._generate([image], [text])[0]
-        except Exception as err:  # noqa: BLE001
-            return CaptionResult(None, f"{type(err).__name__}: {err}", None)
-
-    def _generate(self, images: list, texts: list[str]) -> list[str]:
-        torch = self._torch
-        batch = self.processor(text=texts, images=images, return_tensors="pt", padding=True).to(self.device)
-        sampling = self.cfg.temperature > 0
-        options = dict(do_sample=True, temperature=self.cfg.temperature) if sampling else dict(
-            do_sample=False, temperature=None, top_p=None, top_k=None
-        )
-        with torch.no_grad():
-            out = self.model.generate(**batch, max_new_tokens=self.cfg.max_new_tokens, **options)  # (B, L + new)
-        new_tokens = out[:, batch["input_ids"].shape[1]:]  # left padding: every prompt ends at the same column
-        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
