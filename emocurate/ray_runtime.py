@@ -82,12 +82,13 @@ def restore(env: MutableMapping[str, str], previous: Mapping[str, Optional[str]]
 @contextlib.contextmanager
 def ray_session(
     address: Optional[str] = None, num_cpus: Optional[int] = None, num_gpus: Optional[int] = None,
-    allow_network: bool = False,
+    allow_network: bool = False, env_vars: Optional[Mapping[str, str]] = None,
 ) -> Iterator[None]:
     """Connect to the cluster at `address`, or start a local Ray runtime (guarded); shut it down on exit.
 
     A local runtime binds to 127.0.0.1 with no dashboard. With `address` (e.g. "auto" or "ray://head:10001") the cluster
     is the user's own and no guard is applied. `allow_network=True` starts a local runtime without the guard.
+    `env_vars` are set in every worker (a local runtime's workers inherit this process's environment anyway).
     """
     import ray
 
@@ -112,7 +113,8 @@ def ray_session(
                 log_to_driver=False, configure_logging=False,
             )
         else:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
+            runtime_env = {"env_vars": dict(env_vars)} if env_vars else None
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False, configure_logging=False)
         yield
     finally:
         if ray.is_initialized():

@@ -1,0 +1,112 @@
+"""`--executor ray` on a local Ray runtime (CPU, tiny models, loopback guard on) against the local executor."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+ray = pytest.importorskip("ray")
+pytest.importorskip("emocurate.pipeline")  # TEMPORARY: until the pipeline (curate-core) is on main
+
+from emocurate import pipeline, ray_executor  # noqa: E402
+from emocurate.config import ConfigError  # noqa: E402
+from emocurate.ray_executor import RayStageConfig, stage_placement  # noqa: E402
+from emocurate.recipe import load_recipe  # noqa: E402
+from tests.emocurate.conftest import bad_files, jpeg  # noqa: E402
+
+ROOT = Path(__file__).parents[2]
+DEMO = ROOT / "recipes" / "curate" / "demo.yaml"
+
+
+def overrides(folder):
+    return [f"sources=[folder:{folder}]", "shard_size=3", "classify.batch_size=2", "caption.batch_size=2",
+            "caption.max_new_tokens=6", "clip_filter.batch_size=2", "ray.classify.actors=1"]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Nine files in three shards: labelled and unlabelled photos, a byte-identical copy, a bad file."""
+    root = tmp_path_factory.mktemp("ray-inputs")
+    files = {"awe/a.jpg": jpeg(1), "fear/f.jpg": jpeg(2), "misc/copy.jpg": jpeg(1), "misc/truncated.jpg": bad_files()["truncated.jpg"],
+             **{f"misc/x{i}.jpg": jpeg(10 + i) for i in range(5)}}
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root
+
+
+@pytest.fixture(scope="module")
+def local_run(inputs, tmp_path_factory):
+    run = tmp_path_factory.mktemp("local") / "run"
+    pipeline.build(load_recipe(DEMO, overrides(inputs)), run, publish=False)
+    return run
+
+
+def shard_files(run: Path) -> dict[str, object]:
+    """Every shard table and done marker of a run folder, by relative path."""
+    out = {}
+    for path in sorted((run / "shards").rglob("*")):
+        if path.suffix == ".parquet":
+            out[str(path.relative_to(run))] = pq.read_table(path)
+        elif path.suffix in (".done", ".json"):
+            out[str(path.relative_to(run))] = json.loads(path.read_text())
+    return out
+
+
+def assert_same_run(a: Path, b: Path) -> None:
+    ra, rb = pq.read_table(a / "records.parquet"), pq.read_table(b / "records.parquet")
+    assert ra.num_rows == rb.num_rows and ra.to_pylist() == rb.to_pylist()
+    fa, fb = shard_files(a), shard_files(b)
+    assert sorted(fa) == sorted(fb)
+    for key in fa:
+        assert fa[key] == fb[key] if isinstance(fa[key], dict) else fa[key].equals(fb[key]), key
+    assert json.loads((a / "models.json").read_text()) == json.loads((b / "models.json").read_text())
+
+
+def test_stage_placement_follows_the_recipe_and_the_cluster():
+    recipe = load_recipe(DEMO, ["caption.device=auto", "clip_filter.device=auto", "caption.backend=openai"])
+    assert stage_placement("classify", recipe, RayStageConfig(num_gpus=1), 4) == (0.0, 1)  # device: cpu in the demo
+    assert stage_placement("clip_filter", recipe, RayStageConfig(num_gpus=0.5), 4) == (0.5, 8)
+    assert stage_placement("clip_filter", recipe, RayStageConfig(num_gpus=1, actors=2), 4) == (1.0, 2)
+    assert stage_placement("clip_filter", recipe, RayStageConfig(num_gpus=1), 0) == (0.0, 1)  # no GPU in the cluster
+    assert stage_placement("caption", recipe, RayStageConfig(num_gpus=1), 4) == (0.0, 1)  # openai: nothing to hold
+    with pytest.raises(ValueError, match="cluster has 1 GPUs"):
+        stage_placement("clip_filter", recipe, RayStageConfig(num_gpus=2), 1)
+    with pytest.raises(ConfigError, match="num_gpus must be a number >= 0"):
+        load_recipe(DEMO, ["ray.caption.num_gpus=-1"])
+
+
+@pytest.mark.slow
+def test_ray_executor_writes_what_the_local_executor_writes(inputs, local_run, tmp_path):
+    run = tmp_path / "ray"
+    summary = ray_executor.build(load_recipe(DEMO, overrides(inputs)), run, publish=False, num_cpus=2)
+    assert summary["records"] == 9 and summary["kept"] > 0
+    assert_same_run(local_run, run)
+    assert not ray.is_initialized()
+
+
+@pytest.mark.slow
+def test_run_killed_under_ray_resumes_under_the_local_executor(inputs, local_run, tmp_path):
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "emocurate.cli", "build", "--recipe", str(DEMO), "--out", str(run), "--no-publish",
+           "--executor", "ray", *overrides(inputs)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    first = run / "shards" / "classify" / "00000.done"
+    deadline = time.monotonic() + 120
+    while not first.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray runtime it started (same session)
+    proc.wait()
+    assert first.exists(), proc.stderr.read().decode()[-2000:]
+    assert not (run / "records.parquet").exists()  # killed midway
+    stamp = first.stat().st_mtime_ns
+    pipeline.build(load_recipe(DEMO, overrides(inputs)), run, publish=False)
+    assert first.stat().st_mtime_ns == stamp  # Ray's finished shard was not redone
+    assert_same_run(local_run, run)
