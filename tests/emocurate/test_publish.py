@@ -206,3 +206,80 @@ def test_rewrite_replaces_the_old_dataset(written, tmp_path):
     assert not (out / "stale.txt").exists()
     assert sum(pq.read_metadata(p).num_rows for p in (out / "data").glob("*.parquet")) == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset"]
+
+
+TOKEN = "hf_fakeTOKENforLoopbackTests0123456789"
+PUSH_AND_LOAD = r"""
+import json, socket, sys
+from pathlib import Path
+
+_getaddrinfo = socket.getaddrinfo
+def _loopback_only(host, *args, **kwargs):  # this process may talk to the fake hub and nothing else
+    if host not in ("127.0.0.1", b"127.0.0.1", "localhost"):
+        raise OSError(f"test guard: refusing to resolve {host!r}")
+    return _getaddrinfo(host, *args, **kwargs)
+socket.getaddrinfo = _loopback_only
+
+from emocurate.publish import push
+url = push(Path(sys.argv[1]), sys.argv[2], private=True)
+url_again = push(Path(sys.argv[1]), sys.argv[2])  # the repo exists now: exist_ok, a second commit
+
+import datasets
+datasets.config.USE_PARQUET_EXPORT = False  # else it asks datasets-server.<endpoint host> for exported infos
+ds = datasets.load_dataset(sys.argv[2], split="train")
+rows = [{k: v for k, v in r.items() if k != "image"} | {"image_bytes": r["image"]["bytes"].hex()}
+        for r in ds.cast_column("image", datasets.Image(decode=False))]
+print(json.dumps({"url": url, "url_again": url_again, "features": ds.features.to_dict(), "rows": rows}))
+"""
+
+
+def _rows(ds) -> tuple[dict, list[dict]]:
+    from datasets import Image as ImageFeature
+
+    rows = [{k: v for k, v in r.items() if k != "image"} | {"image_bytes": r["image"]["bytes"].hex()}
+            for r in ds.cast_column("image", ImageFeature(decode=False))]
+    return ds.features.to_dict(), rows
+
+
+def test_push_then_load_dataset_from_the_fake_hub_returns_the_same_rows(written, tmp_path):
+    from datasets import load_dataset
+
+    from tests.fakehub import FakeHub
+
+    _, _, out = written
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN")}
+    env.update(HF_HOME=str(tmp_path / "hf-home"), PYTHONPATH=str(REPO_ROOT))
+    with FakeHub() as hub:
+        env.update(hub.env(TOKEN))
+        proc = subprocess.run([sys.executable, "-c", PUSH_AND_LOAD, str(out), "user/emo-test"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        uploaded = hub.files("user/emo-test")
+        repo = hub.repos[("dataset", "user/emo-test")]
+        auth = set(hub.auth_headers)
+    assert result["url"] == result["url_again"] == f"{hub.url}/datasets/user/emo-test"
+    assert repo.private and len(repo.commits) == 3  # init + two uploads
+    local_files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert uploaded == local_files  # every file, byte for byte, nothing else
+    assert {p for p in repo.lfs_paths} == {p for p in local_files if p.endswith((".parquet", ".png"))}
+    assert all(TOKEN.encode() not in data for data in uploaded.values())
+    assert f"Bearer {TOKEN}" in auth  # the token came from HF_TOKEN in the environment
+    assert TOKEN not in proc.stdout + proc.stderr  # and was never printed or logged
+    features, rows = _rows(load_dataset(str(out), split="train"))
+    assert result["features"] == features
+    assert result["rows"] == rows
+
+
+def test_push_without_a_token_says_how_to_log_in(written, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    with pytest.raises(PublishError, match="hf auth login.*HF_TOKEN"):
+        push(written[2], "user/emo-test")
+    with pytest.raises(PublishError, match="not a complete dataset folder"):
+        push(tmp_path, "user/emo-test", token=TOKEN)
+    with pytest.raises(PublishError, match="user/name"):
+        push(written[2], "not a repo id", token=TOKEN)
