@@ -1,6 +1,6 @@
 """The dataset card: Hub YAML metadata, provenance and count tables rendered from `cards/dataset_card.md.j2`, and its figures.
 
-It reads the published table and the run's records; it writes README text and PNGs, never data, and never a secret.
+It reads the kept rows and the run's records; it writes README text and PNGs, never data, and never a secret.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import os
 import random
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -36,6 +37,18 @@ COLUMN_MEANINGS = {
     "width": "image width in pixels",
     "height": "image height in pixels",
 }
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    """What the card states about the written data."""
+
+    num_rows: int
+    nbytes: int
+    """Arrow bytes of the table (the `num_bytes` of the train split)."""
+    num_shards: int
+    features: Any
+    """The `datasets.Features` of the parquet files."""
 
 
 class CardError(ValueError):
@@ -78,32 +91,30 @@ def clip_cuts(scores: dict[str, dict[str, list[float]]]) -> dict[str, float | No
     return {e: min(s["kept"]) if s["kept"] else None for e, s in scores.items()}
 
 
-def draw_figures(table: pa.Table, emotions: Sequence[str], scores: dict[str, dict[str, list[float]]],
+def draw_figures(kept: pa.Table, emotions: Sequence[str], scores: dict[str, dict[str, list[float]]],
                  samples_per_emotion: int, seed: int, root: Path) -> dict[str, Any]:
-    """Draw every card figure under `root/figures/`; return their paths relative to `root` (for the card's links)."""
-    names = [emotions[i] for i in table["emotion"].to_pylist()]
-    captions = table["caption"].to_pylist()
+    """Draw every card figure under `root/figures/` from the kept rows; return paths relative to `root` (the card's links)."""
+    names, captions, shas = (kept[c].to_pylist() for c in ("emotion", "caption", "sha256"))
     fig_dir = root / "figures"
     paths: dict[str, Any] = {
         "distribution": figures.emotion_distribution(Counter(names), emotions, fig_dir / "emotion_distribution.png"),
         "clip_scores": figures.clip_histograms(scores, clip_cuts(scores), fig_dir / "clip_scores.png"),
     }
-    by_emotion = {e: [i for i, n in enumerate(names) if n == e] for e in emotions}
-    rng = random.Random(seed)  # the same rows are shown for the same run
-    images = table["image"].combine_chunks().field("bytes")
+    by_emotion = {e: sorted((i for i, n in enumerate(names) if n == e), key=shas.__getitem__) for e in emotions}
+    rng = random.Random(seed)  # the same rows are shown for the same kept set, whatever its order
     samples = {}
     for e, rows in by_emotion.items():
         if rows and samples_per_emotion:
-            pick = sorted(rng.sample(rows, min(len(rows), samples_per_emotion)))
-            samples[e] = figures.sample_grid(e, [images[i].as_py() for i in pick], [captions[i] for i in pick],
-                                             fig_dir / f"samples_{e}.png")
+            pick = rng.sample(rows, min(len(rows), samples_per_emotion))
+            samples[e] = figures.sample_grid(e, [kept["image_bytes"][i].as_py() for i in pick],
+                                             [captions[i] for i in pick], fig_dir / f"samples_{e}.png")
     paths["top_words"] = figures.top_words({e: [captions[i] for i in rows] for e, rows in by_emotion.items()},
                                            fig_dir / "top_words.png")
     rel = lambda p: p.relative_to(root).as_posix()  # noqa: E731
     return {**{k: rel(p) for k, p in paths.items()}, "samples": {e: rel(p) for e, p in samples.items()}}
 
 
-def card_data(table: pa.Table, features, cfg: "PublishConfig"):
+def card_data(facts: CardFacts, cfg: "PublishConfig"):
     """Hub YAML metadata: licence, tasks, size category, the `data/train-*` config and the features."""
     from datasets import DatasetInfo, SplitDict, SplitInfo
     from datasets.info import DatasetInfosDict
@@ -111,24 +122,22 @@ def card_data(table: pa.Table, features, cfg: "PublishConfig"):
 
     data = DatasetCardData(
         language=cfg.language, license=cfg.license, pretty_name=cfg.pretty_name,
-        size_categories=[size_category(table.num_rows)], source_datasets=cfg.source_datasets or None,
+        size_categories=[size_category(facts.num_rows)], source_datasets=cfg.source_datasets or None,
         task_categories=cfg.task_categories, tags=cfg.tags,
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
     )
     splits = SplitDict()
-    splits.add(SplitInfo(name="train", num_bytes=table.nbytes, num_examples=table.num_rows))
-    DatasetInfosDict({"default": DatasetInfo(features=features, splits=splits)}).to_dataset_card_data(data)
+    splits.add(SplitInfo(name="train", num_bytes=facts.nbytes, num_examples=facts.num_rows))
+    DatasetInfosDict({"default": DatasetInfo(features=facts.features, splits=splits)}).to_dataset_card_data(data)
     return data
 
 
-def render_card(table: pa.Table, records: pa.Table, emotions: Sequence[str], cfg: "PublishConfig",
-                provenance: "Provenance", stage_counts: dict[str, dict[str, int]], num_shards: int,
+def render_card(facts: CardFacts, records: pa.Table, emotions: Sequence[str], cfg: "PublishConfig",
+                provenance: "Provenance", stage_counts: dict[str, dict[str, int]],
                 scores: dict[str, dict[str, list[float]]], figure_paths: dict[str, Any]) -> str:
     """The README.md text, rendered from the Jinja template through huggingface_hub's DatasetCard."""
-    from datasets import Features
     from huggingface_hub import DatasetCard
 
-    features = Features.from_arrow_schema(table.schema)
     cuts = clip_cuts(scores)
     stages = list(stage_counts)
     keys = list(emotions) + sorted({k for c in stage_counts.values() for k in c if k not in emotions}, key=str)
@@ -137,14 +146,14 @@ def render_card(table: pa.Table, records: pa.Table, emotions: Sequence[str], cfg
     dropped = Counter(d if d is not None else "(unknown)" for s, d in zip(records["status"].to_pylist(),
                                                                         records["dropped_by"].to_pylist()) if s != "kept")
     columns = [[f"`{name}`", _feature_type(feat), COLUMN_MEANINGS.get(name, "source metadata")]
-               for name, feat in features.items()]
+               for name, feat in facts.features.items()]
     models = [[stage, m.get("backend"), f"`{m.get('model')}`" if m.get("model") else None, m.get("revision") or "not pinned"]
               for stage, m in provenance.models.items()]
     settings = [[k, v] for k, v in provenance.thresholds.items()]
     settings += [["clip_filter.drop_fraction", provenance.drop_fraction], ["seed", provenance.seed]]
     card = DatasetCard.from_template(
-        card_data(table, features, cfg), template_path=str(CARD_TEMPLATE),
-        pretty_name=cfg.pretty_name, num_rows=table.num_rows, num_shards=num_shards, emotions=list(emotions),
+        card_data(facts, cfg), template_path=str(CARD_TEMPLATE),
+        pretty_name=cfg.pretty_name, num_rows=facts.num_rows, num_shards=facts.num_shards, emotions=list(emotions),
         drop_percent=f"{100 * provenance.drop_fraction:g}", notes=provenance.notes, repo_id=cfg.repo_id,
         columns_table=md_table(["column", "type", "meaning"], columns),
         stage_table=md_table(["emotion", *stages], stage_rows),

@@ -93,7 +93,8 @@ def clip_histograms(scores: dict[str, dict[str, list[float]]], cuts: dict[str, f
         ax.set_title(f"{emotion}: {len(kept)} kept, {len(dropped)} dropped", fontsize=9)
         ax.set_xlabel("CLIP image-caption cosine", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6, frameon=False, loc="upper left")
+        if everything:
+            ax.legend(fontsize=6, frameon=False, loc="upper left")
     for ax in list(axes.flat)[len(emotions):]:
         ax.set_axis_off()
     return _save(fig, path)

@@ -96,16 +96,18 @@ def write_dataset(kept: pa.Table, records: pa.Table, out_dir: Path, emotions: Se
             "captions, scores) with people who hold the images, or set publish.republish_images=true only if you have the "
             "right to redistribute them.")
     emotions = check_emotions(emotions)
-    table = dataset_table(kept, emotions)
+    check_kept(kept, emotions)
+    features = features_for(emotions, kept)
     out_dir = Path(out_dir)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "data").mkdir(parents=True)
     try:
-        num_shards = write_shards(table, tmp / "data", cfg)
+        num_shards, nbytes = write_shards(kept, emotions, features, tmp / "data", cfg)
         scores = card.clip_summary(records, emotions, cfg.clip_stage)
-        figure_paths = card.draw_figures(table, emotions, scores, cfg.samples_per_emotion, provenance.seed, tmp)
-        text = card.render_card(table, records, emotions, cfg, provenance, stage_counts, num_shards, scores, figure_paths)
+        figure_paths = card.draw_figures(kept, emotions, scores, cfg.samples_per_emotion, provenance.seed, tmp)
+        text = card.render_card(card.CardFacts(kept.num_rows, nbytes, num_shards, features), records, emotions, cfg,
+                                provenance, stage_counts, scores, figure_paths)
         card.check_no_secrets(text)
         (tmp / "README.md").write_text(text, encoding="utf-8")
         _replace_dir(tmp, out_dir)
@@ -115,21 +117,10 @@ def write_dataset(kept: pa.Table, records: pa.Table, out_dir: Path, emotions: Se
     return out_dir
 
 
-def features_for(emotions: Sequence[str], extra: pa.Schema):
-    """The dataset's `datasets.Features`: fixed columns, then extra metadata columns, then sha256/width/height."""
-    from datasets import ClassLabel, Features, Image, Value
+def check_kept(kept: pa.Table, emotions: Sequence[str]) -> None:
+    """Every kept row has the required columns and values, an emotion of this dataset, and a unique sha256."""
+    import pyarrow.compute as pc
 
-    extra_features = Features.from_arrow_schema(extra) if len(extra) else {}
-    return Features({
-        "image": Image(), "emotion": ClassLabel(names=list(emotions)), "polarity": ClassLabel(names=list(POLARITIES)),
-        "caption": Value("string"), "emotion_confidence": Value("float32"), "clip_score": Value("float32"),
-        "source": Value("string"), "source_id": Value("string"), **extra_features,
-        "sha256": Value("string"), "width": Value("int32"), "height": Value("int32"),
-    })
-
-
-def dataset_table(kept: pa.Table, emotions: Sequence[str]) -> pa.Table:
-    """Validate the kept rows and convert them to the published schema (Image struct, ClassLabel ints), sorted by sha256."""
     missing = [c for c in REQUIRED_COLUMNS if c not in kept.column_names]
     if missing:
         raise PublishError(f"kept table lacks column(s) {missing}; it has {kept.column_names}")
@@ -142,33 +133,50 @@ def dataset_table(kept: pa.Table, emotions: Sequence[str]) -> pa.Table:
     for col in NOT_NULL:
         if kept[col].null_count:
             raise PublishError(f"kept table has {kept[col].null_count} null value(s) in {col!r}; every kept row needs one")
-    names = kept["emotion"].to_pylist()
-    unknown = sorted(set(names) - set(emotions))
+    unknown = sorted(set(pc.unique(kept["emotion"]).to_pylist()) - set(emotions))
     if unknown:
         raise PublishError(f"kept rows have emotion(s) {unknown} outside this dataset's emotions {list(emotions)}")
-    shas = kept["sha256"].to_pylist()
-    if len(set(shas)) != len(shas):
+    if len(pc.unique(kept["sha256"])) != kept.num_rows:
         raise PublishError("kept table has duplicate sha256 values; dedup must run before publishing")
-    kept = kept.take(sorted(range(kept.num_rows), key=shas.__getitem__))
-    extra_names = [c for c in kept.column_names if c not in REQUIRED_COLUMNS]
-    extra = pa.schema([pa.field(c, pa.string() if pa.types.is_null(kept[c].type) else kept[c].type) for c in extra_names])
-    features = features_for(emotions, extra)
-    data, paths, widths, heights = kept["image_bytes"].to_pylist(), [], kept["width"].to_pylist(), kept["height"].to_pylist()
-    for i, (blob, sha) in enumerate(zip(data, kept["sha256"].to_pylist())):
-        fmt, size = _image_header(blob, sha)
+
+
+def features_for(emotions: Sequence[str], kept: pa.Table):
+    """The dataset's `datasets.Features`: fixed columns, then the kept table's extra metadata columns, then sha256/size."""
+    from datasets import ClassLabel, Features, Image, Value
+
+    extra = pa.schema([pa.field(c, _plain_type(kept[c].type)) for c in kept.column_names if c not in REQUIRED_COLUMNS])
+    return Features({
+        "image": Image(), "emotion": ClassLabel(names=list(emotions)), "polarity": ClassLabel(names=list(POLARITIES)),
+        "caption": Value("string"), "emotion_confidence": Value("float32"), "clip_score": Value("float32"),
+        "source": Value("string"), "source_id": Value("string"), **(Features.from_arrow_schema(extra) if len(extra) else {}),
+        "sha256": Value("string"), "width": Value("int32"), "height": Value("int32"),
+    })
+
+
+def _plain_type(t: pa.DataType) -> pa.DataType:
+    """The type a metadata column is published as: all-null and large/view strings become string, large binary binary."""
+    if pa.types.is_null(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    return pa.binary() if pa.types.is_large_binary(t) or pa.types.is_binary_view(t) else t
+
+
+def to_published(rows: pa.Table, emotions: Sequence[str], features) -> pa.Table:
+    """Kept rows in the published schema: the file bytes as an Image struct, emotion and polarity as ClassLabel ids."""
+    paths, widths, heights = [], rows["width"].to_pylist(), rows["height"].to_pylist()
+    for i, sha in enumerate(rows["sha256"].to_pylist()):
+        fmt, size = _image_header(rows["image_bytes"][i].as_py(), sha)
         paths.append(f"{sha}.{fmt}")
-        widths[i], heights[i] = widths[i] or size[0], heights[i] or size[1]
-    names = kept["emotion"].to_pylist()
+        widths[i], heights[i] = widths[i] or size[0], heights[i] or size[1]  # fill sizes the source did not give
+    names = rows["emotion"].to_pylist()
     columns = {
-        "image": pa.StructArray.from_arrays([pa.array(data, pa.binary()), pa.array(paths, pa.string())], ["bytes", "path"]),
-        "emotion": [emotions.index(e) for e in names],
-        "polarity": [POLARITIES.index(polarity_of(e)) for e in names],
-        **{c: kept[c] for c in ("caption", "emotion_confidence", "clip_score", "source", "source_id", *extra_names)},
-        "sha256": kept["sha256"], "width": widths, "height": heights,
+        "image": pa.StructArray.from_arrays([rows["image_bytes"].combine_chunks().cast(pa.binary()),
+                                             pa.array(paths, pa.string())], ["bytes", "path"]),
+        "emotion": pa.array([emotions.index(e) for e in names]),
+        "polarity": pa.array([POLARITIES.index(polarity_of(e)) for e in names]),
+        "width": pa.array(widths), "height": pa.array(heights),
     }
     schema = features.arrow_schema
-    return pa.table({name: pa.array(columns[name]) if isinstance(columns[name], list) else columns[name]
-                     for name in schema.names}).cast(schema)
+    return pa.table({name: columns[name] if name in columns else rows[name] for name in schema.names}).cast(schema)
 
 
 def _image_header(blob: bytes, sha: str) -> tuple[str, tuple[int, int]]:
@@ -183,22 +191,31 @@ def _image_header(blob: bytes, sha: str) -> tuple[str, tuple[int, int]]:
         raise PublishError(f"kept row {sha[:12]}: image_bytes is not an image ({err}); kept rows must be decoded images") from err
 
 
-def write_shards(table: pa.Table, data_dir: Path, cfg: PublishConfig) -> int:
-    """Write `train-0000i-of-0000N.parquet` shards of at most rows_per_shard rows and about max_shard_mb MB each."""
-    import pyarrow.parquet as pq
-
-    sizes = [len(b) for b in table["image"].combine_chunks().field("bytes").to_pylist()]
+def shard_bounds(sizes: Sequence[int], rows_per_shard: int, max_bytes: int) -> list[tuple[int, int]]:
+    """[start, end) row ranges: a shard closes at rows_per_shard rows or before its image bytes pass max_bytes."""
     bounds, start, acc = [], 0, 0
     for i, size in enumerate(sizes):
-        if i > start and (i - start >= cfg.rows_per_shard or acc + size > cfg.max_shard_mb * 2**20):
+        if i > start and (i - start >= rows_per_shard or acc + size > max_bytes):
             bounds.append((start, i))
             start, acc = i, 0
         acc += size
-    bounds.append((start, len(sizes)))
+    return bounds + [(start, len(sizes))]
+
+
+def write_shards(kept: pa.Table, emotions: Sequence[str], features, data_dir: Path, cfg: PublishConfig) -> tuple[int, int]:
+    """Write rows sorted by sha256 as `train-0000i-of-0000N.parquet`, one shard in memory at a time; (shards, arrow bytes)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    order = pc.sort_indices(kept["sha256"])  # a stable order whatever order the pipeline's shards finished in
+    sizes = pc.binary_length(kept["image_bytes"]).take(order).to_pylist()
+    bounds = shard_bounds(sizes, cfg.rows_per_shard, cfg.max_shard_mb * 2**20)
+    nbytes = 0
     for k, (a, b) in enumerate(bounds):
-        pq.write_table(table.slice(a, b - a), data_dir / f"train-{k:05d}-of-{len(bounds):05d}.parquet",
-                       row_group_size=PARQUET_ROW_GROUP)
-    return len(bounds)
+        shard = to_published(kept.take(order[a:b]), emotions, features)
+        pq.write_table(shard, data_dir / f"train-{k:05d}-of-{len(bounds):05d}.parquet", row_group_size=PARQUET_ROW_GROUP)
+        nbytes += shard.nbytes
+    return len(bounds), nbytes
 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:

@@ -199,7 +199,7 @@ def test_secret_in_notes_is_refused(tmp_path, monkeypatch):
 def test_rewrite_replaces_the_old_dataset(written, tmp_path):
     kept, records, _ = written
     out = tmp_path / "dataset"
-    cfg = PublishConfig(pretty_name="x")
+    cfg = PublishConfig(pretty_name="x", samples_per_emotion=0)
     write_dataset(kept, records, out, EMOTIONS, cfg, PROVENANCE, STAGE_COUNTS)
     (out / "stale.txt").write_text("from the old run")
     write_dataset(kept.slice(0, 5), records, out, EMOTIONS, cfg, PROVENANCE, STAGE_COUNTS)
@@ -283,3 +283,27 @@ def test_push_without_a_token_says_how_to_log_in(written, tmp_path, monkeypatch)
         push(tmp_path, "user/emo-test", token=TOKEN)
     with pytest.raises(PublishError, match="user/name"):
         push(written[2], "not a repo id", token=TOKEN)
+
+
+def test_output_does_not_depend_on_row_order_or_arrow_string_types(written, tmp_path):
+    kept, records, out = written
+    shuffled = kept.take(list(range(kept.num_rows))[::-1])
+    shuffled = shuffled.cast(pa.schema([pa.field(f.name, pa.large_binary() if f.name == "image_bytes" else
+                                                 pa.large_string() if pa.types.is_string(f.type) else f.type)
+                                        for f in shuffled.schema]))
+    cfg = PublishConfig(pretty_name="Test emotions", license="other", license_note="unknown, (c) original authors",
+                        source_datasets=["huggan/wikiart"], tags=["emotion"], rows_per_shard=7, samples_per_emotion=4)
+    again = write_dataset(shuffled, records, tmp_path / "dataset", EMOTIONS, cfg, PROVENANCE, STAGE_COUNTS)
+    files = lambda d: {p.relative_to(d).as_posix(): p.read_bytes() for p in d.rglob("*") if p.is_file()}  # noqa: E731
+    assert files(again) == files(out)  # same parquet bytes, same figures, same card
+
+
+def test_an_emotion_without_rows_still_gets_a_card(tmp_path):
+    from datasets import load_dataset
+
+    kept, records = synthetic_run(6)
+    emotions = (*EMOTIONS, "fear")
+    out = write_dataset(kept, records, tmp_path / "d", emotions, PublishConfig(pretty_name="x"), PROVENANCE, STAGE_COUNTS)
+    assert load_dataset(str(out), split="train").features["emotion"].names == ["amusement", "awe", "fear", "sadness"]
+    _, body = _card(out)
+    assert "| fear | 0 | 0 | - |" in body and not (out / "figures" / "samples_fear.png").exists()
