@@ -53,6 +53,7 @@ class FakeHub:
         self.lfs: dict[str, bytes] = {}  # sha256 -> bytes
         self.requests: list[tuple[str, str]] = []
         self.auth_headers: list[str | None] = []
+        self.errors: list[str] = []  # exceptions raised by route handlers (answered with 500)
         self.lock = threading.Lock()
         hub = self
 
@@ -151,7 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         return repo
 
     def _snapshot(self, repo: Repo, revision: str, head: bool = False):
-        snap = repo.snapshot(unquote(revision))
+        snap = repo.snapshot(unquote(revision or "main"))
         if snap is None:
             self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head=head)
         return snap
@@ -172,7 +173,11 @@ class _Handler(BaseHTTPRequestHandler):
         for verb, pattern, handler in ROUTES:
             match = re.fullmatch(pattern, path)
             if verb == method and match:
-                return handler(self, query=query, **match.groupdict())
+                try:
+                    return handler(self, query=query, **match.groupdict())
+                except Exception as err:  # a bug in the fake: answer 500 and keep it for the test to see
+                    self.fake.errors.append(f"{method} {path}: {type(err).__name__}: {err}")
+                    return self._error(500, None, f"fake hub error: {err}", head=method == "HEAD")
         self._body()
         self._error(404, None, f"fake hub: no route for {method} {path}")
 

@@ -258,6 +258,7 @@ def test_push_then_load_dataset_from_the_fake_hub_returns_the_same_rows(written,
         uploaded = hub.files("user/emo-test")
         repo = hub.repos[("dataset", "user/emo-test")]
         auth = set(hub.auth_headers)
+        assert not hub.errors
     assert result["url"] == result["url_again"] == f"{hub.url}/datasets/user/emo-test"
     assert repo.private and len(repo.commits) == 3  # init + two uploads
     local_files = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
