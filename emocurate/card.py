@@ -1,4 +1,4 @@
-"""The dataset card: Hub YAML metadata, provenance and count tables rendered from `cards/dataset_card.md.j2`, and its figures.
+"""The dataset card: Hub YAML metadata, provenance and count tables from `cards/dataset_card.md.j2`, and its figures.
 
 It reads the kept rows and the run's records; it writes README text and PNGs, never data, and never a secret.
 """
@@ -93,7 +93,7 @@ def clip_cuts(scores: dict[str, dict[str, list[float]]]) -> dict[str, float | No
 
 def draw_figures(kept: pa.Table, emotions: Sequence[str], scores: dict[str, dict[str, list[float]]],
                  samples_per_emotion: int, seed: int, root: Path) -> dict[str, Any]:
-    """Draw every card figure under `root/figures/` from the kept rows; return paths relative to `root` (the card's links)."""
+    """Draw every card figure under `root/figures/` from the kept rows; return their paths relative to `root`."""
     names, captions, shas = (kept[c].to_pylist() for c in ("emotion", "caption", "sha256"))
     fig_dir = root / "figures"
     paths: dict[str, Any] = {
@@ -143,12 +143,12 @@ def render_card(facts: CardFacts, records: pa.Table, emotions: Sequence[str], cf
     keys = list(emotions) + sorted({k for c in stage_counts.values() for k in c if k not in emotions}, key=str)
     stage_rows = [[k if k is not None else "(no label)"] + [stage_counts[s].get(k, 0) for s in stages] for k in keys]
     stage_rows.append(["**total**"] + [sum(stage_counts[s].values()) for s in stages])
-    dropped = Counter(d if d is not None else "(unknown)" for s, d in zip(records["status"].to_pylist(),
-                                                                        records["dropped_by"].to_pylist()) if s != "kept")
+    statuses = zip(records["status"].to_pylist(), records["dropped_by"].to_pylist())
+    dropped = Counter(d if d is not None else "(unknown)" for s, d in statuses if s != "kept")
     columns = [[f"`{name}`", _feature_type(feat), COLUMN_MEANINGS.get(name, "source metadata")]
                for name, feat in facts.features.items()]
-    models = [[stage, m.get("backend"), f"`{m.get('model')}`" if m.get("model") else None, m.get("revision") or "not pinned"]
-              for stage, m in provenance.models.items()]
+    models = [[stage, m.get("backend"), f"`{m['model']}`" if m.get("model") else None,
+               m.get("revision") or "not pinned"] for stage, m in provenance.models.items()]
     settings = [[k, v] for k, v in provenance.thresholds.items()]
     settings += [["clip_filter.drop_fraction", provenance.drop_fraction], ["seed", provenance.seed]]
     card = DatasetCard.from_template(

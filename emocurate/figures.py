@@ -1,4 +1,4 @@
-"""The dataset card's figures as PNG files: emotion distribution, CLIP-score histograms with the cut, sample grids, top words.
+"""The card's figures as PNG files: emotion distribution, CLIP-score histograms with the cut, sample grids, top words.
 
 Pure drawing with matplotlib's object API (Agg canvas, no pyplot state); it reads plain Python data and decides nothing.
 """
@@ -20,14 +20,16 @@ DPI = 100
 
 # English stop words plus the boilerplate every emotion-prior caption shares ("the image evokes a sense of ...").
 STOP_WORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been before being below between both
-    but by can could did do does doing down during each even few for from further had has have having he her here hers
-    herself him himself his how i if in into is it its itself just let like may me might more most much must my myself no
-    nor not now of off on once only or other our ours ourselves out over own same she should so some such than that the
-    their theirs them themselves then there these they this those through to too under until up upon very via was we were
-    what when where which while who whom why will with within without would you your yours yourself yourselves
-    image picture photo photograph painting artwork scene evokes evoke evoking conveys convey conveying depicts depicting
-    shows showing feeling feelings sense emotion emotional creates creating captures capturing overall one two""".split()
+    """a about above after again against all also am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each even few for from further had has have
+    having he her here hers herself him himself his how i if in into is it its itself just let like may me might
+    more most much must my myself no nor not now of off on once only or other our ours ourselves out over own
+    same she should so some such than that the their theirs them themselves then there these they this those
+    through to too under until up upon very via was we were what when where which while who whom why will with
+    within without would you your yours yourself yourselves image picture photo photograph painting artwork
+    scene evokes evoke evoking conveys convey conveying depicts depicting shows showing feeling feelings sense
+    emotion emotional creates creating captures capturing overall one two
+    """.split()
 )
 WORD_RE = re.compile(r"[a-z][a-z'-]+")
 

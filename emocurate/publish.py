@@ -1,6 +1,6 @@
-"""Lay the kept rows out as a Hub dataset folder (parquet shards with HF features, a dataset card, figures) and push it.
+"""Lay the kept rows out as a Hub dataset folder (parquet shards with HF features, a card, figures) and push it.
 
-It decides nothing about which rows to keep: the pipeline hands over the kept rows, the full records table and the counts.
+It decides nothing about which rows to keep: the pipeline hands over the kept rows, the records table and the counts.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from emocurate.emotions import POLARITIES, check_emotions, polarity_of
 REQUIRED_COLUMNS = ("image_bytes", "sha256", "emotion", "caption", "emotion_confidence", "clip_score", "source",
                     "source_id", "width", "height")
 NOT_NULL = ("image_bytes", "sha256", "emotion", "caption")
-RECORD_COLUMNS = ("id", "status", "dropped_by", "emotion", "clip_score")
 RESERVED = ("image", "polarity")
 REPO_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
 PARQUET_ROW_GROUP = 100  # what `datasets` uses for image datasets: the Hub viewer reads a row group at a time
@@ -33,6 +32,8 @@ class PublishError(ValueError):
 
 @dataclass
 class PublishConfig:
+    """The recipe's `publish:` section: what the card says about the data and how the folder is laid out."""
+
     pretty_name: str
     """Human-readable name in the card, e.g. 'EmoArt-style WikiArt captions'."""
     license: str = "other"
@@ -58,7 +59,8 @@ class PublishConfig:
         if not self.pretty_name or not self.pretty_name.strip():
             raise ValueError("publish.pretty_name must be a non-empty name for the dataset card")
         if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license or ""):
-            raise ValueError(f"publish.license must be a Hub licence id such as 'other', 'cc-by-4.0', 'mit'; got {self.license!r}")
+            raise ValueError("publish.license must be a Hub licence id such as 'other', 'cc-by-4.0', 'mit'; "
+                             f"got {self.license!r}")
         if self.rows_per_shard < 1:
             raise ValueError(f"publish.rows_per_shard must be >= 1; got {self.rows_per_shard}")
         if self.max_shard_mb < 1:
@@ -68,11 +70,13 @@ class PublishConfig:
         if self.repo_id is not None and not REPO_ID_RE.match(self.repo_id):
             raise ValueError(f"publish.repo_id must look like 'user/name'; got {self.repo_id!r}")
         if not self.clip_stage:
-            raise ValueError("publish.clip_stage must name the stage that records CLIP-filter drops, e.g. 'clip_filter'")
+            raise ValueError("publish.clip_stage must name the stage that records CLIP-filter drops (e.g. clip_filter)")
 
 
 @dataclass
 class Provenance:
+    """How the rows were made, as the card reports it; the pipeline fills it from the recipe and its models."""
+
     models: dict[str, dict[str, str | None]]
     """stage -> {"backend", "model", "revision"}."""
     prompt: str
@@ -88,19 +92,25 @@ class Provenance:
 
 def write_dataset(kept: pa.Table, records: pa.Table, out_dir: Path, emotions: Sequence[str], cfg: PublishConfig,
                   provenance: Provenance, stage_counts: dict[str, dict[str, int]]) -> Path:
-    """Write `out_dir` (data/train-*.parquet, README.md, figures/*.png) atomically: built in a hidden tmp folder, then renamed."""
+    """Write `out_dir` (data/train-*.parquet, README.md, figures/*.png) atomically: built in a hidden tmp folder, then
+    renamed, so a folder named `out_dir` is always complete. Returns `out_dir`."""
     if not cfg.republish_images:
         raise PublishError(
-            "this recipe sets publish.republish_images=false: the source's image licence does not allow republishing its "
-            "images (EmoSet's is unstated), so no dataset with images is written. Share the run's records.parquet (ids, "
-            "captions, scores) with people who hold the images, or set publish.republish_images=true only if you have the "
-            "right to redistribute them.")
+            "this recipe sets publish.republish_images=false: the source's image licence does not allow "
+            "republishing its images (EmoSet's is unstated), so no dataset with images is written. Share the run's "
+            "records.parquet (ids, captions, scores) with people who hold the images, or set "
+            "publish.republish_images=true only if you have the right to redistribute them.")
     emotions = check_emotions(emotions)
     check_kept(kept, emotions)
     features = features_for(emotions, kept)
     out_dir = Path(out_dir)
+    written_before = (out_dir / "README.md").is_file() and (out_dir / "data").is_dir()
+    if out_dir.exists() and any(out_dir.iterdir()) and not written_before:
+        raise PublishError(f"{out_dir} exists and is not a dataset folder written by emocurate: refusing to replace it "
+                           "(publish into an empty or new folder, e.g. RUN/dataset)")
+    for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "data").mkdir(parents=True)
     try:
         num_shards, nbytes = write_shards(kept, emotions, features, tmp / "data", cfg)
@@ -128,11 +138,12 @@ def check_kept(kept: pa.Table, emotions: Sequence[str]) -> None:
     if clash:
         raise PublishError(f"kept table has column(s) {clash} that the published schema reserves; rename them")
     if kept.num_rows == 0:
-        raise PublishError("no rows were kept, so there is nothing to publish: check `emocurate status RUN` for where rows "
-                           "were dropped (e.g. lower classify.min_confidence)")
+        raise PublishError("no rows were kept, so there is nothing to publish: `emocurate status RUN` shows where rows "
+                           "were dropped (then e.g. lower classify.min_confidence)")
     for col in NOT_NULL:
         if kept[col].null_count:
-            raise PublishError(f"kept table has {kept[col].null_count} null value(s) in {col!r}; every kept row needs one")
+            raise PublishError(f"kept table has {kept[col].null_count} null value(s) in {col!r}; "
+                               "every kept row needs one")
     unknown = sorted(set(pc.unique(kept["emotion"]).to_pylist()) - set(emotions))
     if unknown:
         raise PublishError(f"kept rows have emotion(s) {unknown} outside this dataset's emotions {list(emotions)}")
@@ -141,20 +152,21 @@ def check_kept(kept: pa.Table, emotions: Sequence[str]) -> None:
 
 
 def features_for(emotions: Sequence[str], kept: pa.Table):
-    """The dataset's `datasets.Features`: fixed columns, then the kept table's extra metadata columns, then sha256/size."""
+    """The dataset's `datasets.Features`: fixed columns, the kept table's extra metadata columns, sha256 and size."""
     from datasets import ClassLabel, Features, Image, Value
 
     extra = pa.schema([pa.field(c, _plain_type(kept[c].type)) for c in kept.column_names if c not in REQUIRED_COLUMNS])
     return Features({
         "image": Image(), "emotion": ClassLabel(names=list(emotions)), "polarity": ClassLabel(names=list(POLARITIES)),
         "caption": Value("string"), "emotion_confidence": Value("float32"), "clip_score": Value("float32"),
-        "source": Value("string"), "source_id": Value("string"), **(Features.from_arrow_schema(extra) if len(extra) else {}),
+        "source": Value("string"), "source_id": Value("string"),
+        **(Features.from_arrow_schema(extra) if len(extra) else {}),
         "sha256": Value("string"), "width": Value("int32"), "height": Value("int32"),
     })
 
 
 def _plain_type(t: pa.DataType) -> pa.DataType:
-    """The type a metadata column is published as: all-null and large/view strings become string, large binary binary."""
+    """A metadata column's published type: all-null and large/view strings become string, large binary binary."""
     if pa.types.is_null(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
         return pa.string()
     return pa.binary() if pa.types.is_large_binary(t) or pa.types.is_binary_view(t) else t
@@ -188,7 +200,8 @@ def _image_header(blob: bytes, sha: str) -> tuple[str, tuple[int, int]]:
             fmt = (img.format or "bin").lower()
             return {"jpeg": "jpg", "tiff": "tif"}.get(fmt, fmt), img.size
     except (UnidentifiedImageError, OSError) as err:
-        raise PublishError(f"kept row {sha[:12]}: image_bytes is not an image ({err}); kept rows must be decoded images") from err
+        raise PublishError(f"kept row {sha[:12]}: image_bytes is not an image ({err}); "
+                           "kept rows must hold the bytes of decodable images") from err
 
 
 def shard_bounds(sizes: Sequence[int], rows_per_shard: int, max_bytes: int) -> list[tuple[int, int]]:
@@ -202,8 +215,11 @@ def shard_bounds(sizes: Sequence[int], rows_per_shard: int, max_bytes: int) -> l
     return bounds + [(start, len(sizes))]
 
 
-def write_shards(kept: pa.Table, emotions: Sequence[str], features, data_dir: Path, cfg: PublishConfig) -> tuple[int, int]:
-    """Write rows sorted by sha256 as `train-0000i-of-0000N.parquet`, one shard in memory at a time; (shards, arrow bytes)."""
+def write_shards(kept: pa.Table, emotions: Sequence[str], features, data_dir: Path,
+                 cfg: PublishConfig) -> tuple[int, int]:
+    """Write rows sorted by sha256 as `train-0000i-of-0000N.parquet`, one shard in memory at a time.
+
+    Returns (number of shards, arrow bytes of all rows)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -213,13 +229,14 @@ def write_shards(kept: pa.Table, emotions: Sequence[str], features, data_dir: Pa
     nbytes = 0
     for k, (a, b) in enumerate(bounds):
         shard = to_published(kept.take(order[a:b]), emotions, features)
-        pq.write_table(shard, data_dir / f"train-{k:05d}-of-{len(bounds):05d}.parquet", row_group_size=PARQUET_ROW_GROUP)
+        path = data_dir / f"train-{k:05d}-of-{len(bounds):05d}.parquet"
+        pq.write_table(shard, path, row_group_size=PARQUET_ROW_GROUP)
         nbytes += shard.nbytes
     return len(bounds), nbytes
 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move the finished tmp folder into place; an older dataset there is removed only after the new one is complete."""
+    """Move the finished tmp folder into place; an older dataset there goes only once the new one is complete."""
     old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
     if out_dir.exists():
         out_dir.rename(old)
@@ -230,8 +247,8 @@ def _replace_dir(tmp: Path, out_dir: Path) -> None:
 def check_dataset_dir(dataset_dir: Path) -> None:
     """A folder written by write_dataset: README.md and data/train-*.parquet present (a tmp folder never qualifies)."""
     if not (dataset_dir / "README.md").is_file() or not list((dataset_dir / "data").glob("train-*.parquet")):
-        raise PublishError(f"{dataset_dir} is not a complete dataset folder (README.md and data/train-*.parquet expected): "
-                           "run `emocurate build` (or write_dataset) to the end first")
+        raise PublishError(f"{dataset_dir} is not a complete dataset folder (README.md and data/train-*.parquet "
+                           "expected): run `emocurate build` (or write_dataset) to the end first")
 
 
 def push(dataset_dir: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:
@@ -248,15 +265,16 @@ def push(dataset_dir: Path, repo_id: str, private: bool = False, token: str | No
         raise PublishError(f"--repo must look like 'user/name' or 'org/name'; got {repo_id!r}")
     token = token or get_token()
     if not token:
-        raise PublishError("no Hugging Face token found: run `hf auth login`, or set HF_TOKEN to a token with write access")
+        raise PublishError("no Hugging Face token found: run `hf auth login`, or set HF_TOKEN to a token with "
+                           "write access")
     for path in dataset_dir.rglob("*"):
         if path.suffix in (".md", ".json", ".yaml", ".yml", ".txt") and token in path.read_text(errors="ignore"):
             raise PublishError(f"{path} contains your Hugging Face token: delete it from that file before pushing")
     api = HfApi(token=token)
     try:
         url = api.create_repo(repo_id, repo_type="dataset", exist_ok=True, private=private)
-        api.upload_folder(folder_path=dataset_dir, repo_id=repo_id, repo_type="dataset", ignore_patterns=[".*", "**/.*"],
-                          commit_message=f"Upload {dataset_dir.name} with emocurate")
+        api.upload_folder(folder_path=dataset_dir, repo_id=repo_id, repo_type="dataset",
+                          ignore_patterns=[".*", "**/.*"], commit_message=f"Upload {dataset_dir.name} with emocurate")
     except HfHubHTTPError as err:
         status = err.response.status_code if err.response is not None else "?"
         hint = " (check that the token has write access to this namespace)" if status in (401, 403) else ""

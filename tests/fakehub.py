@@ -1,11 +1,11 @@
 """A small fake Hugging Face Hub on loopback, for publishing tests: the routes `huggingface_hub` and `datasets` use.
 
 Repos live in memory (one snapshot of {path: bytes} per commit). It serves create_repo, upload_folder / create_commit
-(preupload, LFS batch + upload + verify, NDJSON commit), repo info, tree listing, paths-info and resolve (HEAD, GET, Range),
-which is enough for `HfApi.upload_folder`, `push_to_hub`, `hf_hub_download` and `load_dataset("user/name")`.
+(preupload, LFS batch + upload + verify, NDJSON commit), repo info, tree listing, paths-info and resolve (HEAD, GET,
+Range), which is enough for `HfApi.upload_folder`, `push_to_hub`, `hf_hub_download` and `load_dataset("user/name")`.
 It is not the Hub: no auth scopes, no branches other than "main", no xet (set HF_HUB_DISABLE_XET=1).
 
-Clients must read HF_ENDPOINT=hub.url at import time (run them in a subprocess with `hub.env()`); `datasets` must also be
+Clients read HF_ENDPOINT=hub.url at import time (run them in a subprocess with `hub.env()`); `datasets` must also be
 told `datasets.config.USE_PARQUET_EXPORT = False`, or it asks `datasets-server.<endpoint host>` for exported infos.
 """
 
@@ -220,7 +220,8 @@ class _Handler(BaseHTTPRequestHandler):
         repo_id = f"{payload.get('organization') or self.fake.user}/{payload['name']}"
         prefix = "" if repo_type == "model" else f"{repo_type}s/"
         url = f"{self.fake.url}/{prefix}{repo_id}"
-        if not self.fake.create(repo_type, repo_id, payload.get("visibility") == "private" or bool(payload.get("private"))):
+        private = payload.get("visibility") == "private" or bool(payload.get("private"))
+        if not self.fake.create(repo_type, repo_id, private):
             return self._json({"error": "You already created this repo", "url": url}, status=409)
         self._json({"url": url, "name": repo_id})
 
@@ -228,7 +229,8 @@ class _Handler(BaseHTTPRequestHandler):
         r = self._repo(kind, repo)
         if r and (snap := self._snapshot(r, revision)):
             self._json({"id": repo, "author": repo.split("/")[0], "sha": snap[0], "private": r.private, "tags": [],
-                        "lastModified": "2026-01-01T00:00:00.000Z", "siblings": [{"rfilename": p} for p in sorted(snap[1])],
+                        "lastModified": "2026-01-01T00:00:00.000Z",
+                        "siblings": [{"rfilename": p} for p in sorted(snap[1])],
                         "disabled": False, "gated": False, "downloads": 0, "likes": 0})
 
     def preupload(self, query, kind, repo, revision):

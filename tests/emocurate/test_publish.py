@@ -185,6 +185,12 @@ def test_bad_input_is_a_clear_error_and_leaves_no_folder(tmp_path):
     with pytest.raises(ValueError, match="rows_per_shard must be >= 1"):
         PublishConfig(pretty_name="x", rows_per_shard=0)
     assert list(tmp_path.iterdir()) == []  # no half-written dataset, no tmp folder left behind
+    run = tmp_path / "run"  # e.g. the run folder passed by mistake: never replaced
+    run.mkdir()
+    (run / "records.parquet").write_bytes(b"precious")
+    with pytest.raises(PublishError, match="not a dataset folder written by emocurate"):
+        write_dataset(kept, records, run, EMOTIONS, cfg, PROVENANCE, STAGE_COUNTS)
+    assert (run / "records.parquet").read_bytes() == b"precious"
 
 
 def test_secret_in_notes_is_refused(tmp_path, monkeypatch):
