@@ -61,6 +61,10 @@ class PublishConfig:
         if not re.fullmatch(r"[a-z0-9][a-z0-9.+-]*", self.license or ""):
             raise ValueError("publish.license must be a Hub licence id such as 'other', 'cc-by-4.0', 'mit'; "
                              f"got {self.license!r}")
+        for name in ("source_datasets", "task_categories", "tags", "language"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise ValueError(f"publish.{name} must be a list of non-empty strings; got {value!r}")
         if self.rows_per_shard < 1:
             raise ValueError(f"publish.rows_per_shard must be >= 1; got {self.rows_per_shard}")
         if self.max_shard_mb < 1:

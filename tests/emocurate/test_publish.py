@@ -314,3 +314,19 @@ def test_an_emotion_without_rows_still_gets_a_card(tmp_path):
     assert load_dataset(str(out), split="train").features["emotion"].names == ["amusement", "awe", "fear", "sadness"]
     _, body = _card(out)
     assert "| fear | 0 | 0 | - |" in body and not (out / "figures" / "samples_fear.png").exists()
+
+
+def test_publish_config_loads_from_a_recipe_section_and_rejects_bad_values():
+    from emocurate.config import ConfigError, from_dict
+
+    cfg = from_dict(PublishConfig, {"pretty_name": "WikiArt emotions", "license_note": "unknown, (c) original authors",
+                                    "source_datasets": ["huggan/wikiart"], "republish_images": False})
+    assert cfg.license == "other" and cfg.source_datasets == ["huggan/wikiart"] and not cfg.republish_images
+    for bad, message in [({"pretty_name": "x", "tags": {"a": 1}}, "tags must be a list"),
+                         ({"pretty_name": "x", "license": "CC BY 4.0"}, "Hub licence id"),
+                         ({"pretty_name": "x", "samples_per_emotion": 100}, r"samples_per_emotion must be in \[0, 64\]"),
+                         ({"pretty_name": "x", "repo_id": "no-namespace"}, "user/name"),
+                         ({"pretty_name": "x", "licence": "mit"}, "unknown key"),
+                         ({"pretty_name": " "}, "pretty_name must be")]:
+        with pytest.raises(ConfigError, match=message):
+            from_dict(PublishConfig, bad)
