@@ -34,11 +34,11 @@ STOP_WORDS = frozenset(
 WORD_RE = re.compile(r"[a-z][a-z'-]+")
 
 
-def _figure(width_in: float, height_in: float):
+def _figure(width_in: float, height_in: float, layout: str | None = "constrained"):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(width_in, height_in), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -119,8 +119,10 @@ def _thumbnail(data: bytes):
 def sample_grid(emotion: str, images: Sequence[bytes], captions: Sequence[str], path: Path, cols: int = 4) -> Path:
     """Thumbnails of some rows of one emotion, each with its caption truncated to two short lines."""
     rows, cols = _grid(len(images), cols)
-    fig = _figure(2.2 * cols, 2.7 * rows + 0.3)
-    fig.suptitle(f"{emotion}: {len(images)} random samples", fontsize=10)
+    height = 2.7 * rows + 0.4
+    fig = _figure(2.2 * cols, height, layout=None)  # fixed margins: constrained layout is slow with many images
+    fig.suptitle(f"{emotion}: {len(images)} random samples", fontsize=10, y=1 - 0.1 / height)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.75 / height, wspace=0.05, hspace=0.3)
     axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
