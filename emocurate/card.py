@@ -125,6 +125,7 @@ def card_data(facts: CardFacts, cfg: "PublishConfig"):
         size_categories=[size_category(facts.num_rows)], source_datasets=cfg.source_datasets or None,
         task_categories=cfg.task_categories, tags=cfg.tags,
         configs=[{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
+        **{k: v for k, v in (("license_name", cfg.license_name), ("license_link", cfg.license_link)) if v},
     )
     splits = SplitDict()
     splits.add(SplitInfo(name="train", num_bytes=facts.nbytes, num_examples=facts.num_rows))
@@ -155,6 +156,7 @@ def render_card(facts: CardFacts, records: pa.Table, emotions: Sequence[str], cf
         card_data(facts, cfg), template_path=str(CARD_TEMPLATE),
         pretty_name=cfg.pretty_name, num_rows=facts.num_rows, num_shards=facts.num_shards, emotions=list(emotions),
         drop_percent=f"{100 * provenance.drop_fraction:g}", notes=provenance.notes, repo_id=cfg.repo_id,
+        min_confidence=provenance.thresholds.get("classify.min_confidence"),
         columns_table=md_table(["column", "type", "meaning"], columns),
         stage_table=md_table(["emotion", *stages], stage_rows),
         records_total=records.num_rows,

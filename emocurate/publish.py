@@ -40,6 +40,10 @@ class PublishConfig:
     """Hub licence id of the published data (https://huggingface.co/docs/hub/repositories-licenses)."""
     license_note: str | None = None
     """Free text about the licence, e.g. 'unknown, (c) original authors' for WikiArt."""
+    license_name: str | None = None
+    """With license 'other': a short id for it in the Hub metadata (license_name), e.g. 'wikiart-terms'."""
+    license_link: str | None = None
+    """With license 'other': where its terms are written (license_link)."""
     source_datasets: list[str] = field(default_factory=list)
     task_categories: list[str] = field(default_factory=lambda: ["text-to-image", "image-classification"])
     tags: list[str] = field(default_factory=lambda: ["emotion", "image-captioning", "coemogen", "emocurate"])

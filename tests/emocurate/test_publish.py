@@ -80,12 +80,16 @@ STAGE_COUNTS = {"ingest": {"amusement": 8, "awe": 8, "sadness": 8, None: 1}, "cl
                 "caption": {e: 8 for e in EMOTIONS}, "clip_filter": {e: 6 for e in EMOTIONS}}
 
 
+CONFIG = dict(pretty_name="Test emotions", license="other", license_note="unknown, (c) original authors",
+              license_name="wikiart-terms", source_datasets=["huggan/wikiart"], tags=["emotion"], rows_per_shard=7,
+              samples_per_emotion=4)
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     kept, records = synthetic_run()
     out = tmp_path_factory.mktemp("run") / "dataset"
-    cfg = PublishConfig(pretty_name="Test emotions", license="other", license_note="unknown, (c) original authors",
-                        source_datasets=["huggan/wikiart"], tags=["emotion"], rows_per_shard=7, samples_per_emotion=4)
+    cfg = PublishConfig(**CONFIG)
     assert write_dataset(kept, records, out, EMOTIONS, cfg, PROVENANCE, STAGE_COUNTS) == out
     return kept, records, out
 
@@ -127,7 +131,8 @@ def _card(out: Path) -> tuple[dict, str]:
 def test_card_metadata_provenance_and_counts(written):
     _, _, out = written
     meta, body = _card(out)
-    assert meta["license"] == "other" and meta["pretty_name"] == "Test emotions"
+    assert meta["license"] == "other" and meta["license_name"] == "wikiart-terms" and "license_link" not in meta
+    assert meta["pretty_name"] == "Test emotions"
     assert meta["size_categories"] == ["n<1K"]
     assert meta["task_categories"] == ["text-to-image", "image-classification"]
     assert meta["source_datasets"] == ["huggan/wikiart"] and "emotion" in meta["tags"]
@@ -147,6 +152,7 @@ def test_card_metadata_provenance_and_counts(written):
     assert "| clip_filter | 6 |" in body and "| classify | 4 |" in body and "| ingest | 1 |" in body
     assert "sk-oops" not in body and "api_key: <redacted>" in body and "api_key_env: MY_KEY" in body
     assert "unknown, (c) original authors" in body
+    assert "keeps images whose top emotion has confidence >= 0.75" in body
 
 
 def test_every_figure_is_a_png_linked_from_the_card(written):
@@ -298,8 +304,7 @@ def test_output_does_not_depend_on_row_order_or_arrow_string_types(written, tmp_
     shuffled = shuffled.cast(pa.schema([pa.field(f.name, pa.large_binary() if f.name == "image_bytes" else
                                                  pa.large_string() if pa.types.is_string(f.type) else f.type)
                                         for f in shuffled.schema]))
-    cfg = PublishConfig(pretty_name="Test emotions", license="other", license_note="unknown, (c) original authors",
-                        source_datasets=["huggan/wikiart"], tags=["emotion"], rows_per_shard=7, samples_per_emotion=4)
+    cfg = PublishConfig(**CONFIG)
     again = write_dataset(shuffled, records, tmp_path / "dataset", EMOTIONS, cfg, PROVENANCE, STAGE_COUNTS)
     files = lambda d: {p.relative_to(d).as_posix(): p.read_bytes() for p in d.rglob("*") if p.is_file()}  # noqa: E731
     assert files(again) == files(out)  # same parquet bytes, same figures, same card
