@@ -166,11 +166,17 @@ def render_card(facts: CardFacts, records: pa.Table, emotions: Sequence[str], cf
         clip_table=md_table(["emotion", "kept", "dropped by CLIP filter", "cut (lowest kept score)"],
                             [[e, len(s["kept"]), len(s["dropped"]), cuts[e]] for e, s in scores.items()]),
         figures=figure_paths, models_table=md_table(["stage", "backend", "model", "revision"], models),
-        prompt=provenance.prompt, settings_table=md_table(["setting", "value"], settings),
+        prompt=provenance.prompt, prompt_fence=_fence(provenance.prompt), settings_table=md_table(["setting", "value"], settings),
         recipe_yaml=_recipe_yaml(provenance.recipe), license=cfg.license, license_note=cfg.license_note,
         source_datasets=cfg.source_datasets,
     )
     return str(card).rstrip() + "\n"
+
+
+def _fence(text: str) -> str:
+    """A code fence longer than any run of backticks in `text`, so the text cannot close it."""
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    return "`" * max(3, longest + 1)
 
 
 def _feature_type(feature) -> str:
