@@ -53,7 +53,8 @@ class FakeHub:
         self.lfs: dict[str, bytes] = {}  # sha256 -> bytes
         self.requests: list[tuple[str, str]] = []
         self.auth_headers: list[str | None] = []
-        self.errors: list[str] = []  # exceptions raised by route handlers (answered with 500)
+        self.errors: list[str] = []
+        self.range_requests: list[str] = []  # Range headers answered with 206  # exceptions raised by route handlers (answered with 500)
         self.lock = threading.Lock()
         hub = self
 
@@ -333,6 +334,7 @@ class _Handler(BaseHTTPRequestHandler):
             end = int(m[2]) if m[1] and m[2] else len(data) - 1
             end = min(end, len(data) - 1)
             status, body = 206, data[start:end + 1]
+            self.fake.range_requests.append(self.headers["Range"])
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
         self._send(status, body, "application/octet-stream", headers, head=head)
 

@@ -44,6 +44,11 @@ try:
 except EntryNotFoundError:
     out["missing_folder"] = "EntryNotFoundError"
 
+from huggingface_hub import HfFileSystem
+with HfFileSystem().open("user/model/weights/adapter.safetensors", "rb", block_size=64) as f:
+    f.seek(100)
+    out["range_read"] = len(f.read(50))
+
 import datasets
 datasets.config.USE_PARQUET_EXPORT = False
 ds = datasets.Dataset.from_dict({"x": [1, 2, 3], "y": ["a", "b", "c"]},
@@ -53,6 +58,7 @@ ds.push_to_hub("user/pushed")
 back = datasets.load_dataset("user/pushed", split="train")
 out["pushed"] = back.to_dict()
 out["pushed_features"] = back.features.to_dict()
+out["streamed"] = [r["x"] for r in datasets.load_dataset("user/pushed", split="train", streaming=True)]
 print(json.dumps(out))
 """
 
@@ -68,9 +74,11 @@ def test_fake_hub_serves_model_repos_missing_entries_and_push_to_hub(tmp_path):
         assert ("model", "user/model") in hub.repos and ("dataset", "user/pushed") in hub.repos
         assert hub.repos[("model", "user/model")].lfs_paths == {"weights/adapter.safetensors"}
         assert not hub.errors and f"Bearer {TOKEN}" in hub.auth_headers
+        assert any(method == "GET" and "/resolve/" in path for method, path in hub.requests)
+        assert hub.range_requests  # HfFileSystem and streaming read byte ranges
     assert out["missing_repo"] == "RepositoryNotFoundError" and out["missing_folder"] == "EntryNotFoundError"
     assert out["url"] == f"{hub.url}/user/model"
-    assert out["config"] == '{"rank": 4}' and out["weights"] == 5000
+    assert out["config"] == '{"rank": 4}' and out["weights"] == 5000 and out["range_read"] == 50
     assert out["tree"] == ["config.json", "weights", "weights/adapter.safetensors"]
-    assert out["pushed"] == {"x": [1, 2, 3], "y": [0, 1, 2]}
+    assert out["pushed"] == {"x": [1, 2, 3], "y": [0, 1, 2]} and out["streamed"] == [1, 2, 3]
     assert out["pushed_features"]["y"] == {"names": ["a", "b", "c"], "_type": "ClassLabel"}
