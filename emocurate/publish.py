@@ -256,7 +256,8 @@ def check_dataset_dir(dataset_dir: Path) -> None:
     """A folder written by write_dataset: README.md and data/train-*.parquet present (a tmp folder never qualifies)."""
     if not (dataset_dir / "README.md").is_file() or not list((dataset_dir / "data").glob("train-*.parquet")):
         raise PublishError(f"{dataset_dir} is not a complete dataset folder (README.md and data/train-*.parquet "
-                           "expected): run `emocurate build` (or write_dataset) to the end first")
+                           "expected): run `emocurate build` (or write_dataset) to the end first; a recipe with "
+                           "publish.republish_images=false writes no dataset to push")
 
 
 def push(dataset_dir: Path, repo_id: str, private: bool = False, token: str | None = None) -> str:

@@ -77,7 +77,7 @@ class FakeHub:
     def env(self, token: str) -> dict[str, str]:
         """Environment for a client process that talks to this hub (merge into os.environ; drop HF_HUB_OFFLINE)."""
         return {"HF_ENDPOINT": self.url, "HF_TOKEN": token, "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1",
-                "HF_HUB_ETAG_TIMEOUT": "10", "HF_HUB_DISABLE_IMPLICIT_TOKEN": "0"}
+                "HF_HUB_ETAG_TIMEOUT": "10"}
 
     def files(self, repo_id: str, repo_type: str = "dataset") -> dict[str, bytes]:
         """The files at the head of main."""
