@@ -69,13 +69,13 @@ class OpenAICaptioner:
             return list(await asyncio.gather(*tasks))
 
     async def _one(self, session, limit: asyncio.Semaphore, image, emotion: str | None, key: str | None) -> CaptionResult:
-        try:
-            if image is None:
-                raise ValueError("no image")
-            body = self._body(image, emotion)
-        except Exception as err:  # noqa: BLE001  recorded for this image only
-            return CaptionResult(None, f"{type(err).__name__}: {err}", None)
         async with limit:
+            try:
+                if image is None:
+                    raise ValueError("no image")
+                body = await asyncio.to_thread(self._body, image, emotion)  # JPEG encoding overlaps other requests' waits
+            except Exception as err:  # noqa: BLE001  recorded for this image only
+                return CaptionResult(None, f"{type(err).__name__}: {err}", None)
             try:
                 raw = await self._post(session, body, key)
             except RequestFailed as err:
