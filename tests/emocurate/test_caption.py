@@ -93,6 +93,10 @@ def test_downscale_caps_the_longer_side():
     ('The sign reads "danger" in red letters.', 'The sign reads "danger" in red letters.'),
     ("A woman smiles (softly.) Then she leaves.", "A woman smiles (softly.)"),
     ("\x08creloom\ufffd co", "creloom co"),
+    ("<think>The user wants one sentence. Fear: dark.</think>\nA dark hallway.", "A dark hallway."),
+    ("Caption for the image: A dark hallway.", "A dark hallway."),
+    ("Here's a one-sentence caption that vividly describes the visual details and conveys the emotion of fear:\n"
+     "A dark hallway.", "A dark hallway."),
     ("   ", ""),
     ("<|im_end|>", ""),
     ('""', ""),
