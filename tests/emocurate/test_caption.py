@@ -180,6 +180,7 @@ class FakeChatServer:
     def __init__(self):
         self.requests: list[dict] = []
         self.lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -190,6 +191,16 @@ class FakeChatServer:
                 pass
 
             def do_POST(self):
+                with outer.lock:
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                try:
+                    self.handle_chat()
+                finally:
+                    with outer.lock:
+                        outer.in_flight -= 1
+
+            def handle_chat(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 content = body["messages"][0]["content"]
                 prompt = next(p["text"] for p in content if p["type"] == "text")
@@ -209,6 +220,8 @@ class FakeChatServer:
                     return self.reply(400, {"error": {"message": f"bad image (auth was {self.headers.get('Authorization')})"}})
                 if emotion == "fear":
                     time.sleep(1.0)
+                if emotion == "sadness":
+                    time.sleep(0.2)
                 if emotion == "disgust":
                     return self.reply(200, {"choices": [{"message": {"role": "assistant", "content": "  **  **  "}}]})
                 text = f'Caption: "A {emotion or "plain"} scene glows softly." Extra sentence.'
@@ -311,6 +324,16 @@ def test_openai_backend_connection_errors_are_retried_then_recorded():
     results = captioner.caption([Image.new("RGB", (10, 10))] * 2, ["awe", "fear"])
     assert all(r.text is None and r.error.startswith("connection error") and "3 attempts" in r.error for r in results)
     assert captioner.requests_sent == 6
+
+
+def test_openai_backend_runs_requests_concurrently_within_the_bound(server):
+    cfg = CaptionConfig(backend="openai", base_url=server.url, concurrency=3)
+    start = time.monotonic()
+    results = load_captioner(cfg).caption([Image.new("RGB", (10, 10))] * 9, ["sadness"] * 9)
+    elapsed = time.monotonic() - start
+    assert all(r.text == "A sadness scene glows softly." for r in results)
+    assert server.max_in_flight == 3  # concurrent, and never more than `concurrency`
+    assert elapsed < 1.5  # 3 waves of 0.2 s, not 9 requests one after another (1.8 s)
 
 
 def test_retry_after_parsing():
