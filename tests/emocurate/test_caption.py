@@ -160,6 +160,15 @@ def test_one_bad_image_is_a_result_not_an_exception(tiny_captioner):
     assert tiny_captioner.caption([], []) == []
 
 
+def test_batched_generation_equals_one_by_one(tiny_captioner):
+    # prompts of different lengths (emotion words, image sizes -> image tokens): only left padding keeps them equal
+    images = [Image.new("RGB", (120, 80), "red"), Image.new("RGB", (30, 30), "blue"), Image.new("RGB", (56, 200), "green")]
+    emotions = ["contentment", "awe", "excitement"]
+    batched = tiny_captioner.caption(images, emotions)
+    single = load_captioner(CaptionConfig(model="tiny:captioner", device="cpu", batch_size=1, max_new_tokens=12))
+    assert [r.raw for r in single.caption(images, emotions)] == [r.raw for r in batched]
+
+
 def test_sampling_is_seeded():
     cfg = dict(model="tiny:captioner", device="cpu", max_new_tokens=10, temperature=1.0)
     a = load_captioner(CaptionConfig(seed=1, **cfg)).caption(colours()[:2], ["awe", "fear"])
