@@ -163,7 +163,7 @@ class ProbeClassifier:
                 f"probe {cfg.probe} expects {probe.embedding_dim}-d embeddings from {probe.clip_model}, but classify.model="
                 f"{cfg.model} gives {self.encoder.dim}-d; set classify.model={probe.clip_model}"
             )
-        self.probe, self.emotions = probe, emotions
+        self.probe, self.probe_dir, self.emotions = probe, str(cfg.probe), emotions
         self.columns = [probe.emotions.index(e) for e in emotions]
         self.model_id, self.revision = cfg.model, self.encoder.revision
 

@@ -313,6 +313,17 @@ def test_openai_backend_sends_no_auth_header_without_a_key(server, monkeypatch):
     assert results[0].text == "A plain scene glows softly." and server.requests[0]["auth"] is None
 
 
+def test_openai_backend_works_when_called_inside_an_event_loop(server):
+    import asyncio
+
+    captioner = load_captioner(CaptionConfig(backend="openai", base_url=server.url))
+
+    async def notebook_cell():  # Jupyter runs cells inside a loop; asyncio.run() alone would refuse
+        return captioner.caption([Image.new("RGB", (10, 10))], ["amusement"])
+
+    assert asyncio.run(notebook_cell())[0].text == "A amusement scene glows softly."
+
+
 def test_openai_backend_honours_retry_after_over_its_own_backoff(server):
     # a 30 s backoff would blow the time budget below: the server's Retry-After: 0 must win
     cfg = CaptionConfig(backend="openai", base_url=server.url, retry_base_s=30.0, max_retries=1)
