@@ -204,17 +204,7 @@ def train_probe(
     z = torch.from_numpy((x - mean) / std).float()
     target = torch.from_numpy(y)
 
-    torch.manual_seed(seed)
-    head = torch.nn.Linear(x.shape[1], len(emotions))
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    train_idx = torch.from_numpy(train)
-    for _ in range(epochs):
-        for step in train_idx[torch.randperm(len(train_idx), generator=gen)].split(batch_size):
-            loss = torch.nn.functional.cross_entropy(head(z[step]), target[step])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    head = _fit_head(z, target, torch.from_numpy(train), len(emotions), epochs, lr, weight_decay, batch_size, seed)
 
     with torch.no_grad():
         pred = head(z).argmax(dim=1).numpy()  # (N,)
@@ -231,3 +221,29 @@ def train_probe(
                   mean.astype(np.float32), std.astype(np.float32))
     save_probe(probe, out_dir, metrics)
     return metrics
+
+
+def _fit_head(z, target, train_idx, n_classes: int, epochs: int, lr: float, weight_decay: float, batch_size: int, seed: int):
+    """AdamW minibatches of cross-entropy on (N, D) standardised features; a (K, D) linear head comes back.
+
+    Runs on one CPU thread: steps this small spend more time synchronising threads than computing (measured here:
+    4 ms/step on 1 thread vs 74 ms/step on 2 busy cores for 94k x 768 features, batch 256).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        head = torch.nn.Linear(z.shape[1], n_classes)
+        opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(epochs):
+            for step in train_idx[torch.randperm(len(train_idx), generator=gen)].split(batch_size):
+                loss = torch.nn.functional.cross_entropy(head(z[step]), target[step])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return head
+    finally:
+        torch.set_num_threads(threads)
