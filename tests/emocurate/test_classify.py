@@ -212,6 +212,7 @@ def test_hf_backend_rejects_non_emotion_labels(tiny_vit):
     (dict(min_confidence=-0.1), r"min_confidence must be in \[0, 1\]"),
     (dict(backend="svm"), "classify.backend must be one of clip-zeroshot, clip-probe, hf"),
     (dict(backend="clip-probe"), "needs classify.probe=FOLDER"),
+    (dict(backend="hf"), "classify.backend=hf needs classify.model=an image-classification model"),
     (dict(batch_size=0), "classify.batch_size must be an integer >= 1"),
     (dict(device="tpu"), "classify.device must be"),
     (dict(prompts={"joy": ["a happy dog"]}), "unknown emotion"),
