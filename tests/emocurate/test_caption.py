@@ -214,7 +214,7 @@ class FakeChatServer:
                 content = body["messages"][0]["content"]
                 prompt = next(p["text"] for p in content if p["type"] == "text")
                 image_url = next(p["image_url"]["url"] for p in content if p["type"] == "image_url")
-                emotion = next((e for e in ("amusement", "awe", "contentment", "anger", "fear", "sadness", "disgust")
+                emotion = next((e for e in ("amusement", "awe", "contentment", "excitement", "anger", "fear", "sadness", "disgust")
                                 if f"emotion of {e}" in prompt), None)
                 with outer.lock:
                     n = sum(r["emotion"] == emotion for r in outer.requests)
@@ -231,6 +231,14 @@ class FakeChatServer:
                     time.sleep(1.0)
                 if emotion == "sadness":
                     time.sleep(0.2)
+                if emotion == "excitement":  # a broken server: 200 with a body that is not JSON (nor UTF-8)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                    body = b"\xff\xfe{oops"
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if emotion == "disgust":
                     return self.reply(200, {"choices": [{"message": {"role": "assistant", "content": "  **  **  "}}]})
                 text = f'Caption: "A {emotion or "plain"} scene glows softly." Extra sentence.'
@@ -276,8 +284,8 @@ def test_openai_backend_retries_records_and_never_leaks_the_key(server, monkeypa
     cfg = CaptionConfig(backend="openai", model="served-model", base_url=server.url, api_key_env="EMOCURATE_TEST_KEY",
                         concurrency=4, timeout_s=0.4, max_retries=2, retry_base_s=0.05, max_image_side=64)
     captioner = load_captioner(cfg)
-    images = [Image.new("RGB", (400, 200), c) for c in ("red", "blue", "green", "gray", "black", "white", "yellow")]
-    emotions = ["amusement", "awe", "contentment", "anger", "fear", "disgust", None]
+    images = [Image.new("RGB", (400, 200), c) for c in ("red", "blue", "green", "gray", "black", "white", "yellow", "pink")]
+    emotions = ["amusement", "awe", "contentment", "anger", "fear", "disgust", None, "excitement"]
     results = captioner.caption(images, emotions)
 
     assert results[0] == CaptionResult("A amusement scene glows softly.", None,
@@ -288,7 +296,8 @@ def test_openai_backend_retries_records_and_never_leaks_the_key(server, monkeypa
     assert "timeout after 0.4 s" in results[4].error and "3 attempts" in results[4].error and server.count("fear") == 3
     assert results[5] == CaptionResult(None, "empty caption", "  **  **  ")
     assert "needs the image's emotion" in results[6].error and server.count(None) == 0
-    assert captioner.requests_sent == len(server.requests) == 1 + 2 + 2 + 1 + 3 + 1
+    assert results[7].text is None and results[7].error and server.count("excitement") == 1  # recorded, not retried
+    assert captioner.requests_sent == len(server.requests) == 1 + 2 + 2 + 1 + 3 + 1 + 1
 
     # every request carried the key in its header, and the image as a downscaled JPEG data URL
     assert {r["auth"] for r in server.requests} == {f"Bearer {SECRET}"}
