@@ -8,7 +8,7 @@ caption_openai.py. It does not decide which images to caption or keep; the pipel
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from emocurate.loading import DTYPES, check_device, check_positive, rgb
@@ -42,8 +42,9 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 @dataclass
 class CaptionConfig:
-    backend: Literal["transformers", "openai"] = "transformers"
-    """transformers: a local image-text-to-text chat model; openai: any OpenAI-compatible chat-completions endpoint."""
+    backend: Literal["transformers", "openai", "vllm"] = "transformers"
+    """transformers: a local image-text-to-text chat model; openai: any OpenAI-compatible chat-completions endpoint;
+    vllm: offline batched inference with vLLM on this machine's GPUs (the `vllm` extra)."""
     model: str = "Qwen/Qwen2.5-VL-3B-Instruct"
     """Hub id or folder (transformers), or the model name the endpoint serves (openai)."""
     revision: str | None = None
@@ -68,10 +69,14 @@ class CaptionConfig:
     max_retries: int = 5
     retry_base_s: float = 1.0
     """openai backend: first backoff delay; it doubles per retry (with jitter) unless the server sends Retry-After."""
+    vllm_args: dict = field(default_factory=dict)
+    """vllm backend: extra `vllm.LLM` arguments, e.g. {tensor_parallel_size: 2, max_model_len: 8192}."""
 
     def __post_init__(self):
-        if self.backend not in ("transformers", "openai"):
-            raise ValueError(f"caption.backend must be 'transformers' or 'openai'; got {self.backend!r}")
+        if self.backend not in ("transformers", "openai", "vllm"):
+            raise ValueError(f"caption.backend must be 'transformers' or 'openai' (or 'vllm', with the vllm extra); got {self.backend!r}")
+        if self.vllm_args and self.backend != "vllm":
+            raise ValueError("caption.vllm_args applies to caption.backend=vllm only")
         if self.prompt not in PROMPTS:
             raise ValueError(f"caption.prompt must be one of {', '.join(PROMPTS)}; got {self.prompt!r}")
         for key in ("max_new_tokens", "batch_size", "concurrency"):
@@ -124,6 +129,10 @@ def load_captioner(cfg: CaptionConfig) -> Captioner:
         from emocurate.caption_transformers import TransformersCaptioner
 
         return TransformersCaptioner(cfg)
+    if cfg.backend == "vllm":
+        from emocurate.caption_vllm import VLLMCaptioner
+
+        return VLLMCaptioner(cfg)
     from emocurate.caption_openai import OpenAICaptioner
 
     return OpenAICaptioner(cfg)

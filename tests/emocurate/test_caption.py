@@ -42,7 +42,7 @@ def test_the_four_prompt_variants_of_table_2a():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(prompt="short"), "caption.prompt must be one of emotion-one-sentence, plain-one-sentence"),
-    (dict(backend="vllm"), "caption.backend must be 'transformers' or 'openai'"),
+    (dict(backend="sglang"), "caption.backend must be 'transformers' or 'openai'"),
     (dict(max_new_tokens=0), "caption.max_new_tokens must be an integer >= 1"),
     (dict(max_image_side=10), "caption.max_image_side must be an integer >= 28"),
     (dict(temperature=-1.0), "caption.temperature must be a number >= 0"),

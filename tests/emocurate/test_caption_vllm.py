@@ -11,10 +11,8 @@ import os
 import pytest
 from PIL import Image
 
-pytest.importorskip("emocurate.caption")  # the caption contract (curate-models) this backend shares
-
-from emocurate.caption import CaptionConfig, prompt_text  # noqa: E402
-from emocurate.caption_vllm import VLLMCaptioner, conversation, engine_args  # noqa: E402
+from emocurate.caption import CaptionConfig, load_captioner, prompt_text
+from emocurate.caption_vllm import VLLMCaptioner, conversation, engine_args
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
 
@@ -30,17 +28,26 @@ def test_conversation_carries_the_image_then_the_shared_prompt():
 
 
 def test_engine_args_follow_the_caption_config():
-    cfg = CaptionConfig(model="/models/qwen", revision="abc", seed=7, dtype="bfloat16")
+    cfg = CaptionConfig(backend="vllm", model="/models/qwen", revision="abc", seed=7, dtype="bfloat16")
     args = engine_args(cfg)
     assert args == dict(model="/models/qwen", revision="abc", seed=7, dtype="bfloat16", limit_mm_per_prompt={"image": 1})
-    cfg.vllm_args = {"tensor_parallel_size": 2, "seed": 8}
+    cfg = CaptionConfig(backend="vllm", model="/models/qwen", vllm_args={"tensor_parallel_size": 2, "seed": 8})
     assert engine_args(cfg)["tensor_parallel_size"] == 2 and engine_args(cfg)["seed"] == 8
+
+
+def test_recipe_keys_for_the_vllm_backend_are_checked():
+    from emocurate.config import ConfigError, load
+
+    cfg = load(CaptionConfig, None, ["backend=vllm", "vllm_args={tensor_parallel_size: 2}"])
+    assert cfg.vllm_args == {"tensor_parallel_size": 2}
+    with pytest.raises(ConfigError, match="vllm_args applies to caption.backend=vllm only"):
+        load(CaptionConfig, None, ["vllm_args={tensor_parallel_size: 2}"])
 
 
 @pytest.mark.skipif(HAS_VLLM, reason="vLLM is installed here")
 def test_without_vllm_the_error_says_how_to_install_it():
     with pytest.raises(ImportError, match=r"coemogen-toolkit\[vllm\]"):
-        VLLMCaptioner(CaptionConfig(model="tiny:clip"))
+        load_captioner(CaptionConfig(backend="vllm", model="tiny:clip"))
 
 
 def build_tiny_llama(folder):
@@ -81,10 +88,11 @@ def text_captioner(tmp_path_factory):
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine in this process: no spawn, faster
     folder = tmp_path_factory.mktemp("tiny-llama")
     build_tiny_llama(folder)
-    cfg = CaptionConfig(model=str(folder), max_new_tokens=12, dtype="float32")
-    cfg.vllm_args = {"gpu_memory_utilization": 0.3, "max_model_len": 512, "enforce_eager": True,
-                     "limit_mm_per_prompt": {}}
-    return VLLMCaptioner(cfg)
+    cfg = CaptionConfig(backend="vllm", model=str(folder), max_new_tokens=12, dtype="float32", vllm_args={
+        "gpu_memory_utilization": 0.3, "max_model_len": 512, "enforce_eager": True, "limit_mm_per_prompt": {}})
+    captioner = load_captioner(cfg)
+    assert isinstance(captioner, VLLMCaptioner) and captioner.backend == "vllm"
+    return captioner
 
 
 def test_vllm_engine_generates_deterministically_from_the_shared_prompt(text_captioner):
