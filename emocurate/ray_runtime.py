@@ -90,8 +90,10 @@ def ray_session(
     is the user's own and no guard is applied. `allow_network=True` starts a local runtime without the guard.
     `env_vars` are set in every worker (a local runtime's workers inherit this process's environment anyway).
     """
-    import ray
-
+    try:
+        import ray
+    except ImportError as err:
+        raise ImportError(f"--executor ray needs Ray: pip install 'coemogen-toolkit[ray]' ({err})") from err
     if ray.is_initialized():
         raise RuntimeError("Ray is already initialised in this process; emocurate starts and stops its own session")
     previous: dict[str, Optional[str]] = {}
