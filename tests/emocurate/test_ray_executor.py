@@ -110,3 +110,16 @@ def test_run_killed_under_ray_resumes_under_the_local_executor(inputs, local_run
     pipeline.build(load_recipe(DEMO, overrides(inputs)), run, publish=False)
     assert first.stat().st_mtime_ns == stamp  # Ray's finished shard was not redone
     assert_same_run(local_run, run)
+
+
+def test_cli_checks_the_executor_options_before_any_work(tmp_path):
+    from typer.testing import CliRunner
+
+    from emocurate.cli import app
+
+    base = ["build", "--recipe", str(DEMO), "--out", str(tmp_path / "run")]
+    for extra, message in ((["--executor", "dask"], "--executor must be 'local' or 'ray'"),
+                           (["--ray-address", "auto"], "--ray-address and --ray-allow-network need --executor ray")):
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code == 2 and message in " ".join((result.output + result.stderr).split())
+    assert not (tmp_path / "run").exists()
