@@ -70,12 +70,13 @@ def _from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(data).read_all()
 
 
-def load_stage_model(stage: str, recipe):
+def load_stage_model(stage: str, recipe, run_dir: Path):
     """The stage's model, loaded exactly as the local executor loads it; returns (model, provenance dict)."""
     if stage == "classify":
         from emocurate.classify import load_classifier
+        from emocurate.run_folder import classifier_emotions
 
-        model = load_classifier(recipe.classify, recipe.emotions)
+        model = load_classifier(recipe.classify, classifier_emotions(run_dir))
         extra = {"emotions": list(model.emotions)}
     elif stage == "caption":
         from emocurate.caption import load_captioner
@@ -110,7 +111,7 @@ class ShardWorker:
 
     def __init__(self, stage: str, recipe, run_dir: str):
         self.stage, self.recipe, self.run_dir = stage, recipe, Path(run_dir)
-        self.model, self.info = load_stage_model(stage, recipe)
+        self.model, self.info = load_stage_model(stage, recipe, self.run_dir)
 
     def __call__(self, batch: dict) -> dict:
         out = {"shard": [], "table": [], "model": []}
@@ -174,7 +175,7 @@ def ingest_all(recipe, run_dir: Path, progress, in_flight: int, crawl_cfg=None) 
     import ray
 
     from emocurate import shards
-    from emocurate.pipeline import INGEST_COMPLETE, n_ingest_shards
+    from emocurate.run_folder import INGEST_COMPLETE, n_ingest_shards
     from emocurate.sources import iter_items
 
     done = n_ingest_shards(run_dir)
@@ -217,10 +218,11 @@ def build(recipe, run_dir: str | Path, progress=None, address: Optional[str] = N
     from emocurate.ingest import META_COLUMNS
     from emocurate.progress import no_progress
     from emocurate.ray_runtime import ray_session
+    from emocurate.run_folder import prepare_run
 
     progress = progress or no_progress
     run_dir = Path(run_dir).resolve()  # workers may not share the driver's working directory
-    pipeline.prepare_run(run_dir, recipe)
+    prepare_run(run_dir, recipe)
     cfg = getattr(recipe, "ray", None) or RayConfig()
     crawl_cfg = crawl_cfg if crawl_cfg is not None else getattr(recipe, "crawl", None)
     env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ} if address else None
