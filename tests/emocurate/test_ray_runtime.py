@@ -49,6 +49,10 @@ def test_unguarded_ray_init_fails_the_test_before_ray_starts(monkeypatch):
         monkeypatch.delenv(key, raising=False)
     with pytest.raises(RayGuardError):
         ray.init(num_cpus=1, include_dashboard=False)
+    with pytest.raises(RayGuardError):  # Ray Data starts Ray by itself when nobody did: the same check applies
+        from ray import data as ray_data
+
+        ray_data.range(3).take_all()
     assert not ray.is_initialized()
 
 
