@@ -1,0 +1,92 @@
+"""Kept records + their stored original bytes -> the table and provenance `publish.write_dataset` takes.
+
+It gathers and hands over; the dataset layout and the card are publish.py's business.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emocurate import shards
+
+KEPT_COLUMNS = ("sha256", "emotion", "caption", "emotion_confidence", "clip_score", "source", "source_id", "width", "height")
+EMOSET_NOTE = ("EmoSet-118K's image licence is unstated: never republish its images. Publish captions and ids only, "
+               "or keep this dataset private to your own machines.")
+
+
+def kept_table(run_dir: Path, records: pa.Table) -> pa.Table:
+    """Kept rows in input order with `image_bytes` (the original file bytes) and metadata keys as string columns."""
+    kept = records.filter(pc.equal(records.column("status"), "kept")).sort_by("seq")
+    parts = []
+    for shard in sorted(set(kept.column("shard").to_pylist())):
+        rows = kept.filter(pc.equal(kept.column("shard"), shard))
+        blobs = shards.read_shard(run_dir, "ingest", shard, ["seq", "image_bytes"])
+        parts.append(rows.join(blobs, "seq", join_type="inner"))
+    joined = pa.concat_tables(parts).sort_by("seq") if parts else kept.append_column("image_bytes", pa.array([], pa.binary()))
+    metas = [json.loads(m) if m else {} for m in joined.column("metadata").to_pylist()]
+    keys = sorted({k for m in metas for k in m})
+    columns = {"image_bytes": joined.column("image_bytes"), "sha256": joined.column("id")}
+    columns.update({c: joined.column(c) for c in KEPT_COLUMNS if c != "sha256"})
+    for key in keys:
+        name = key if key not in columns and key not in ("polarity", "image") else f"meta_{key}"
+        columns[name] = pa.array([None if m.get(key) is None else str(m[key]) for m in metas], pa.string())
+    return pa.table(columns)
+
+
+def _thresholds(recipe) -> dict:
+    return {"classify.min_confidence": recipe.classify.min_confidence,
+            "apply_min_confidence_to_labelled": recipe.apply_min_confidence_to_labelled,
+            "clip_filter.drop_fraction": recipe.clip_filter.drop_fraction, "dedup": recipe.dedup,
+            "emotions": list(recipe.emotions)}
+
+
+def uses_emoset(recipe) -> bool:
+    return any(s.startswith("emoset:") for s in recipe.sources)
+
+
+def publish_records(run_dir: Path, recipe, records: pa.Table, n_shards: int) -> Optional[Path]:
+    """Write RUN/dataset/ from the kept records; None when the publish module is not installed."""
+    try:
+        from emocurate.publish import Provenance, write_dataset
+    except ImportError:  # TEMPORARY until the publish branch is merged
+        return None
+    from emocurate.status import stage_counts_of
+
+    models_path = run_dir / "models.json"
+    models = json.loads(models_path.read_text()) if models_path.exists() else {}
+    prompt = models.get("caption", {}).get("prompt", recipe.caption.prompt)
+    notes = ["Record id = sha256 of the original file bytes (as stored or fetched); an item without bytes gets "
+             "'nodata-' + sha256 of '<source>\\n<source_id>'.",
+             f"Known labels (emotion folders, EmoSet) are trusted; classify.min_confidence applied to them: "
+             f"{'yes' if recipe.apply_min_confidence_to_labelled else 'no'}."]
+    if uses_emoset(recipe):
+        notes.append(EMOSET_NOTE)
+    provenance = Provenance(
+        models={stage: {k: info.get(k) for k in ("backend", "model", "revision")} for stage, info in models.items()},
+        prompt=prompt, thresholds=_thresholds(recipe), drop_fraction=recipe.clip_filter.drop_fraction, seed=recipe.seed,
+        recipe=asdict(recipe), notes=notes,
+    )
+    return write_dataset(kept_table(run_dir, records), records, run_dir / "dataset", recipe.emotions, recipe.publish,
+                         provenance, stage_counts_of(run_dir, recipe.emotions))
+
+
+def push_run(run_dir: str | Path, repo_id: str, private: bool = False) -> str:
+    """Upload RUN/dataset/ to the Hub; refuses a dataset that holds EmoSet images (their licence is unstated)."""
+    run_dir = Path(run_dir)
+    dataset = run_dir / "dataset"
+    if not (dataset / "README.md").exists():
+        raise FileNotFoundError(f"{dataset} has no dataset (README.md missing): run `emocurate build` first")
+    from emocurate.recipe import load_recipe
+
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    if uses_emoset(recipe):
+        raise ValueError(f"refusing to push {dataset}: it holds EmoSet images. {EMOSET_NOTE}")
+    from emocurate.publish import push
+
+    return push(dataset, repo_id, private=private)
