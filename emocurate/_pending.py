@@ -63,8 +63,10 @@ class ClipFilterConfig:
 
 @dataclass
 class PublishConfig:
-    pretty_name: str = "Emotion-captioned images"
+    pretty_name: str
     license: str = "other"
+    license_note: Optional[str] = None
+    republish_images: bool = True
     source_datasets: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     rows_per_shard: int = 1000

@@ -90,7 +90,8 @@ def _print_summary(summary: dict, out: Path) -> None:
                   f"-> {out / 'records.parquet'}")
     if summary.get("timings_s"):
         console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items()))
-    console.print(f"dataset: {summary['dataset']}" if summary["dataset"] else "dataset: not written (publish module missing)")
+    console.print(f"dataset: {summary['dataset']}" if summary["dataset"]
+                  else f"[yellow]dataset not written:[/] {summary.get('dataset_not_written')}")
     console.print(f"see `emocurate status {out}`")
 
 
@@ -169,30 +170,39 @@ def push(
 
 @app.command("train-classifier")
 def train_classifier(
-    dataset: str = typer.Option(..., "--dataset", help="Labelled image dataset: Hub id, local folder or save_to_disk path."),
-    out: Path = typer.Option(..., "--out", help="Folder for the probe (safetensors + JSON config)."),
+    dataset: str = typer.Option(..., "--dataset", help="Labelled images: emoset:PATH, folder:PATH (emotion dirs), a Hub id, "
+                                                          "a local data folder or a save_to_disk folder."),
+    out: Path = typer.Option(..., "--out", help="Folder for the probe (probe.safetensors + probe_config.json)."),
     split: str = typer.Option("train", "--split"),
     clip_model: str = typer.Option("openai/clip-vit-large-patch14", "--clip-model"),
     image_column: str = typer.Option("image", "--image-column"),
-    label_column: str = typer.Option("label", "--label-column"),
+    label_column: str = typer.Option("emotion", "--label-column"),
     emotions: Optional[str] = typer.Option(None, "--emotions", help="Comma-separated subset (default: all eight)."),
-    epochs: int = typer.Option(10, "--epochs"),
-    lr: float = typer.Option(1e-3, "--lr"),
-    batch_size: int = typer.Option(64, "--batch-size"),
+    epochs: int = typer.Option(100, "--epochs"),
+    lr: float = typer.Option(1e-2, "--lr"),
+    batch_size: int = typer.Option(256, "--batch-size"),
     val_fraction: float = typer.Option(0.1, "--val-fraction"),
     seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"),
 ):
-    """Train the `clip-probe` classifier: a linear head on CLIP image embeddings."""
-    from emocurate.classify import load_labelled_dataset, train_probe
+    """Train the `clip-probe` classifier: a linear head on CLIP image embeddings (e.g. of EmoSet-118K)."""
+    from emocurate.classify import train_probe
     from emocurate.emotions import EMOTIONS, check_emotions
+    from emocurate.labelled import labelled_dataset
 
     try:
-        names = list(check_emotions(emotions.split(","))) if emotions else list(EMOTIONS)
-        data = load_labelled_dataset(dataset, split)
+        names = list(check_emotions([e.strip() for e in emotions.split(",")])) if emotions else list(EMOTIONS)
+        data = labelled_dataset(dataset, split)
         with RichProgress() as progress:
+            done = [0]
+
+            def embed_progress(n_done: int, total: int) -> None:
+                progress("embed", n_done - done[0], total)
+                done[0] = n_done
+
             result = train_probe(data, out, clip_model=clip_model, image_column=image_column, label_column=label_column,
                                  emotions=names, epochs=epochs, lr=lr, batch_size=batch_size, val_fraction=val_fraction,
-                                 seed=seed, progress=progress)
+                                 seed=seed, device=device, progress=embed_progress)
     except (ValueError, FileNotFoundError) as err:
         _fail(err)
     typer.echo(json.dumps(result, indent=2, default=str))

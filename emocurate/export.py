@@ -23,6 +23,11 @@ EMOSET_NOTE = ("EmoSet-118K's image licence is unstated: never republish its ima
 def kept_table(run_dir: Path, records: pa.Table) -> pa.Table:
     """Kept rows in input order with `image_bytes` (the original file bytes) and metadata keys as string columns."""
     kept = records.filter(pc.equal(records.column("status"), "kept")).sort_by("seq")
+    # with dedup off, byte-identical rows can all be kept; the published dataset holds each image once (first wins)
+    first = {}
+    for i, sha in enumerate(kept.column("id").to_pylist()):
+        first.setdefault(sha, i)
+    kept = kept.take(sorted(first.values()))
     parts = []
     for shard in sorted(set(kept.column("shard").to_pylist())):
         rows = kept.filter(pc.equal(kept.column("shard"), shard))
@@ -50,30 +55,42 @@ def uses_emoset(recipe) -> bool:
     return any(s.startswith("emoset:") for s in recipe.sources)
 
 
-def publish_records(run_dir: Path, recipe, records: pa.Table, n_shards: int) -> Optional[Path]:
-    """Write RUN/dataset/ from the kept records; None when the publish module is not installed."""
+def publish_records(run_dir: Path, recipe, records: pa.Table) -> tuple[Optional[Path], Optional[str]]:
+    """Write RUN/dataset/ from the kept records: (path, None), or (None, why not) when nothing can be published yet."""
     try:
-        from emocurate.publish import Provenance, write_dataset
+        from emocurate.publish import Provenance, PublishError, write_dataset
     except ImportError:  # TEMPORARY until the publish branch is merged
-        return None
+        return None, "the publish module is not installed"
     from emocurate.status import stage_counts_of
 
+    if not getattr(recipe.publish, "republish_images", True):
+        return None, "publish.republish_images is false: no dataset with images is written (records.parquet has the rest)"
     models_path = run_dir / "models.json"
     models = json.loads(models_path.read_text()) if models_path.exists() else {}
     prompt = models.get("caption", {}).get("prompt", recipe.caption.prompt)
-    notes = ["Record id = sha256 of the original file bytes (as stored or fetched); an item without bytes gets "
-             "'nodata-' + sha256 of '<source>\\n<source_id>'.",
-             f"Known labels (emotion folders, EmoSet) are trusted; classify.min_confidence applied to them: "
-             f"{'yes' if recipe.apply_min_confidence_to_labelled else 'no'}."]
-    if uses_emoset(recipe):
-        notes.append(EMOSET_NOTE)
+    notes = list(_notes(recipe))
     provenance = Provenance(
         models={stage: {k: info.get(k) for k in ("backend", "model", "revision")} for stage, info in models.items()},
         prompt=prompt, thresholds=_thresholds(recipe), drop_fraction=recipe.clip_filter.drop_fraction, seed=recipe.seed,
         recipe=asdict(recipe), notes=notes,
     )
-    return write_dataset(kept_table(run_dir, records), records, run_dir / "dataset", recipe.emotions, recipe.publish,
-                         provenance, stage_counts_of(run_dir, recipe.emotions))
+    try:
+        path = write_dataset(kept_table(run_dir, records), records, run_dir / "dataset", recipe.emotions, recipe.publish,
+                             provenance, stage_counts_of(run_dir, recipe.emotions))
+    except PublishError as err:  # e.g. nothing kept yet: the records stay valid, the dataset is simply not written
+        return None, str(err)
+    return path, None
+
+
+def _notes(recipe):
+    if any("tiny:" in getattr(cfg, "model", "") for cfg in (recipe.classify, recipe.caption, recipe.clip_filter)):
+        yield "Built with tiny RANDOM models (a demo or a test): emotions, captions and CLIP scores are noise."
+    if uses_emoset(recipe):
+        yield EMOSET_NOTE
+    yield ("Record id = sha256 of the original file bytes (as stored or fetched); an item without bytes gets "
+           "'nodata-' + sha256 of '<source>\\n<source_id>'.")
+    yield (f"Known labels (emotion folders, EmoSet) are trusted; classify.min_confidence applied to them: "
+           f"{'yes' if recipe.apply_min_confidence_to_labelled else 'no'}.")
 
 
 def push_run(run_dir: str | Path, repo_id: str, private: bool = False) -> str:

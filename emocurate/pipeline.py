@@ -275,8 +275,8 @@ def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, crawl_cfg=No
     timed("clip_score", clipscore_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
-    dataset = timed("publish", publish_run, run_dir, recipe, records, n)
-    return summarize(records, timings, dataset)
+    dataset, why_not = timed("publish", publish_run, run_dir, recipe, records, n)
+    return summarize(records, timings, dataset, why_not)
 
 
 def refilter(run_dir: str | Path, overrides: list[str], publish: bool = True) -> dict:
@@ -290,17 +290,17 @@ def refilter(run_dir: str | Path, overrides: list[str], publish: bool = True) ->
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
     save_recipe(run_dir, recipe)
-    dataset = publish_run(run_dir, recipe, records, n) if publish else None
-    return summarize(records, {}, dataset)
+    dataset, why_not = publish_run(run_dir, recipe, records, n) if publish else (None, "not asked to publish")
+    return summarize(records, {}, dataset, why_not)
 
 
-def summarize(records: pa.Table, timings: dict, dataset) -> dict:
+def summarize(records: pa.Table, timings: dict, dataset, why_not: Optional[str] = None) -> dict:
     status = records.column("status").to_pylist()
     return {"records": len(status), "kept": status.count("kept"), "dropped": status.count("dropped"),
-            "timings_s": timings, "dataset": str(dataset) if dataset else None}
+            "timings_s": timings, "dataset": str(dataset) if dataset else None, "dataset_not_written": why_not}
 
 
 def publish_run(run_dir: Path, recipe: CurateRecipe, records: pa.Table, n: int):
     from emocurate.export import publish_records
 
-    return publish_records(run_dir, recipe, records, n)
+    return publish_records(run_dir, recipe, records)

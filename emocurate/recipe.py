@@ -65,7 +65,7 @@ class CurateRecipe:
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     clip_filter: ClipFilterConfig = field(default_factory=ClipFilterConfig)
-    publish: PublishConfig = field(default_factory=PublishConfig)
+    publish: PublishConfig = field(default_factory=lambda: PublishConfig(pretty_name="Emotion-captioned images"))
 
     def __post_init__(self):
         self.emotions = list(check_emotions(self.emotions))

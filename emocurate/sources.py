@@ -47,12 +47,14 @@ def parse_spec(spec: str) -> SourceSpec:
 
 
 def iter_items(
-    specs: Sequence[str], run_dir: Path, limit: Optional[int] = None, progress=None, crawl_cfg=None
+    specs: Sequence[str], run_dir: Optional[Path], limit: Optional[int] = None, progress=None, crawl_cfg=None
 ) -> Iterator[SourceItem]:
-    """Yield every source's items in order, at most `limit` in total. `progress(task, advance, total)` is optional."""
+    """Yield every source's items in order, at most `limit` in total. `progress(task, advance, total)` is optional.
+
+    `run_dir` holds what `demo` writes and the crawler's state (`urls:`); other sources do not need it."""
     count = 0
     for spec in specs:
-        for item in _iter_one(spec, Path(run_dir), crawl_cfg, progress):
+        for item in _iter_one(spec, run_dir, crawl_cfg, progress):
             if limit is not None and count >= limit:
                 return
             count += 1
@@ -61,8 +63,11 @@ def iter_items(
             return
 
 
-def _iter_one(spec: str, run_dir: Path, crawl_cfg, progress) -> Iterator[SourceItem]:
+def _iter_one(spec: str, run_dir: Optional[Path], crawl_cfg, progress) -> Iterator[SourceItem]:
     parsed = parse_spec(spec)
+    if parsed.kind in ("demo", "urls") and run_dir is None:
+        raise ValueError(f"source {spec!r} needs a run folder (it writes files or crawl state there)")
+    run_dir = Path(run_dir) if run_dir is not None else None
     if parsed.kind == "folder":
         from emocurate.source_folder import iter_folder
 
