@@ -57,6 +57,7 @@ def build(
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: shards, records.parquet, dataset/. Rerun to resume."),
     source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="Replaces the recipe's sources (repeatable)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Read at most N input items in total."),
+    no_publish: bool = typer.Option(False, "--no-publish", help="Stop after records.parquet (no dataset/ folder)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides: key=value (e.g. classify.min_confidence=0.8)."),
 ):
     """Run (or resume) the whole pipeline into RUN; finished shards are never redone."""
@@ -76,7 +77,7 @@ def build(
 
     try:
         with RichProgress() as progress:
-            summary = run_build(cfg, out, progress)
+            summary = run_build(cfg, out, progress, publish=not no_publish)
     except (ConfigError, FileNotFoundError) as err:
         _fail(err)
     _print_summary(summary, out)
@@ -140,13 +141,14 @@ def _print_status(data: dict) -> None:
 def refilter(
     run: Path = typer.Argument(..., help="Run folder."),
     set_: List[str] = typer.Option(..., "--set", help="Decision key=value (repeatable), e.g. classify.min_confidence=0.6."),
+    no_publish: bool = typer.Option(False, "--no-publish", help="Only rewrite records.parquet."),
 ):
     """Re-apply thresholds to stored scores (no model runs); rewrites records.parquet and dataset/."""
     from emocurate.config import ConfigError
     from emocurate.pipeline import refilter as run_refilter
 
     try:
-        summary = run_refilter(run, list(set_))
+        summary = run_refilter(run, list(set_), publish=not no_publish)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(err)
     _print_summary(summary, run)

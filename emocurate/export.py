@@ -28,12 +28,11 @@ def kept_table(run_dir: Path, records: pa.Table) -> pa.Table:
     for i, sha in enumerate(kept.column("id").to_pylist()):
         first.setdefault(sha, i)
     kept = kept.take(sorted(first.values()))
-    parts = []
+    blobs: dict[int, bytes] = {}
     for shard in sorted(set(kept.column("shard").to_pylist())):
-        rows = kept.filter(pc.equal(kept.column("shard"), shard))
-        blobs = shards.read_shard(run_dir, "ingest", shard, ["seq", "image_bytes"])
-        parts.append(rows.join(blobs, "seq", join_type="inner"))
-    joined = pa.concat_tables(parts).sort_by("seq") if parts else kept.append_column("image_bytes", pa.array([], pa.binary()))
+        stored = shards.read_shard(run_dir, "ingest", shard, ["seq", "image_bytes"])
+        blobs.update(zip(stored.column("seq").to_pylist(), stored.column("image_bytes").to_pylist()))
+    joined = kept.append_column("image_bytes", pa.array([blobs[s] for s in kept.column("seq").to_pylist()], pa.binary()))
     metas = [json.loads(m) if m else {} for m in joined.column("metadata").to_pylist()]
     keys = sorted({k for m in metas for k in m})
     columns = {"image_bytes": joined.column("image_bytes"), "sha256": joined.column("id")}

@@ -252,8 +252,10 @@ def _read_classify(run_dir: Path, n: int) -> pa.Table:
 
 
 # ---------------------------------------------------------------- entry points
-def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, crawl_cfg=None) -> dict:
-    """Run (or resume) every stage, write RUN/records.parquet and RUN/dataset/. Returns a summary with per-stage timings."""
+def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, crawl_cfg=None, publish: bool = True) -> dict:
+    """Run (or resume) every stage, write RUN/records.parquet and (unless `publish` is False) RUN/dataset/.
+
+    Returns a summary with per-stage timings (seconds, model loading included)."""
     progress = progress or no_progress
     run_dir = Path(run_dir)
     prepare_run(run_dir, recipe)
@@ -265,6 +267,7 @@ def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, crawl_cfg=No
         timings[name] = round(time.perf_counter() - start, 3)
         return out
 
+    crawl_cfg = crawl_cfg if crawl_cfg is not None else getattr(recipe, "crawl", None)  # a `crawl:` recipe section, if any
     n = timed("ingest", ingest_all, recipe, run_dir, progress, crawl_cfg)
     if n == 0:
         raise ValueError(f"the sources {recipe.sources} gave no items: nothing to curate")
@@ -275,7 +278,7 @@ def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, crawl_cfg=No
     timed("clip_score", clipscore_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
-    dataset, why_not = timed("publish", publish_run, run_dir, recipe, records, n)
+    dataset, why_not = timed("publish", publish_run, run_dir, recipe, records, n) if publish else (None, "--no-publish")
     return summarize(records, timings, dataset, why_not)
 
 
