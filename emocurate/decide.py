@@ -48,10 +48,8 @@ def records_schema(classifier_emotions: Sequence[str]) -> pa.Schema:
 
 
 def _bottom_fraction_mask(scores, groups, fraction, ids):
-    try:
-        from emocurate.clipscore import bottom_fraction_mask
-    except ImportError:  # TEMPORARY until curate-models is merged
-        from emocurate._pending import bottom_fraction_mask
+    from emocurate.clipscore import bottom_fraction_mask
+
     return np.asarray(bottom_fraction_mask(scores, groups, fraction, ids), dtype=bool)
 
 

@@ -13,19 +13,11 @@ from emocurate.config import ConfigError, load
 from emocurate.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from emocurate.emotions import EMOTIONS, check_emotions
 
-# --- TEMPORARY: fall back to the agreed interfaces until curate-models / publish are merged (remove then) ---
-try:
-    from emocurate.classify import ClassifyConfig
-except ImportError:
-    from emocurate._pending import ClassifyConfig
-try:
-    from emocurate.caption import CaptionConfig
-except ImportError:
-    from emocurate._pending import CaptionConfig
-try:
-    from emocurate.clipscore import ClipFilterConfig
-except ImportError:
-    from emocurate._pending import ClipFilterConfig
+from emocurate.caption import CaptionConfig
+from emocurate.classify import ClassifyConfig
+from emocurate.clipscore import ClipFilterConfig
+
+# --- TEMPORARY: the agreed PublishConfig until the publish branch is merged (remove then) ---
 try:
     from emocurate.publish import PublishConfig
 except ImportError:

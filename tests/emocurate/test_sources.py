@@ -143,3 +143,12 @@ def test_urls_without_crawler_is_clear(tmp_path):
         pass
     with pytest.raises(RuntimeError, match="needs the URL crawler"):
         list(iter_items([f"urls:{tmp_path / 'list.txt'}"], tmp_path))
+
+
+def test_demo_source_writes_real_photos_and_bad_files(tmp_path):
+    items = list(iter_items(["demo"], tmp_path))
+    assert len(items) == 51 and (tmp_path / "demo_images" / ".complete").exists()
+    by_id = {i.source_id: i for i in items}
+    assert by_id["amusement/astronaut.jpg"].label == "amusement" and by_id["unlabelled/camera.jpg"].label is None
+    assert by_id["bad/empty.jpg"].data == b"" and by_id["unlabelled/astronaut_copy.jpg"].data == by_id["amusement/astronaut.jpg"].data
+    assert sum(decode_image(i.data).image is not None for i in items) == 47
