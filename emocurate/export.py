@@ -56,10 +56,7 @@ def uses_emoset(recipe) -> bool:
 
 def publish_records(run_dir: Path, recipe, records: pa.Table) -> tuple[Optional[Path], Optional[str]]:
     """Write RUN/dataset/ from the kept records: (path, None), or (None, why not) when nothing can be published yet."""
-    try:
-        from emocurate.publish import Provenance, PublishError, write_dataset
-    except ImportError:  # TEMPORARY until the publish branch is merged
-        return None, "the publish module is not installed"
+    from emocurate.publish import Provenance, PublishError, write_dataset
     from emocurate.status import stage_counts_of
 
     if not getattr(recipe.publish, "republish_images", True):

@@ -105,6 +105,7 @@ def ingest_all(recipe: CurateRecipe, run_dir: Path, progress, crawl_cfg=None) ->
             count_in_shard = 0
     if buffer:
         flush()
+    progress("ingest", 0, seq)  # the total is known now: completes the bar
     shards.write_json_atomic(run_dir / INGEST_COMPLETE, {"shards": index, "items": seq})
     return index
 

@@ -9,20 +9,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from emocurate.config import ConfigError, load
-from emocurate.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from emocurate.emotions import EMOTIONS, check_emotions
-
 from emocurate.caption import CaptionConfig
 from emocurate.classify import ClassifyConfig
 from emocurate.clipscore import ClipFilterConfig
+from emocurate.config import ConfigError, load
+from emocurate.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
+from emocurate.emotions import EMOTIONS, check_emotions
+from emocurate.publish import PublishConfig
 
-# --- TEMPORARY: the agreed PublishConfig until the publish branch is merged (remove then) ---
-try:
-    from emocurate.publish import PublishConfig
-except ImportError:
-    from emocurate._pending import PublishConfig
-# --- end TEMPORARY ---
 
 DECISION_KEYS = (
     "emotions",

@@ -68,7 +68,6 @@ def test_every_input_is_one_record(built):
 
 
 def test_the_dataset_loads(built):
-    pytest.importorskip("emocurate.publish")  # TEMPORARY: until the publish branch is merged into main
     from datasets import load_dataset
 
     _, run, summary, _ = built
