@@ -139,21 +139,45 @@ def test_caption_failure_is_recorded_and_retried(built, tmp_path, monkeypatch):
     assert _records(run) == _records(reference)
 
 
-def test_kill9_and_resume_equals_uninterrupted(built, tmp_path):
-    root, reference, _, _ = built
-    run = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "emocurate", "build", "--recipe", str(DEMO), "--out", str(run), "--no-publish",
-           *_overrides(root)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def _run_until(cmd, env, marker: Path):
+    """Start the CLI and SIGKILL it as soon as `marker` exists."""
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    marker = run / "shards" / "caption" / "00000.done"  # killed right after the first caption shard is complete
     deadline = time.time() + 120
     while not marker.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
-    assert marker.exists() and not (run / "records.parquet").exists()  # it died midway
+    assert marker.exists()
+
+
+def test_kill9_and_resume_equals_uninterrupted(built, tmp_path):
+    root, reference, _, _ = built
+    run = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "emocurate", "build", "--recipe", str(DEMO), "--out", str(run), "--no-publish",
+           *_overrides(root)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    _run_until(cmd, env, run / "shards" / "ingest" / "00001.done")  # killed during ingest (or just after)
+    _run_until(cmd, env, run / "shards" / "caption" / "00000.done")  # resumed, then killed during captioning
+    assert not (run / "records.parquet").exists()  # it never got to the end
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert _records(run) == _records(reference)
+
+
+def test_cli_push_uploads_the_run_dataset_to_a_loopback_hub(built, tmp_path):
+    from tests.fakehub import FakeHub
+
+    _, run, _, _ = built
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HF_TOKEN")}
+    env.update(HF_HOME=str(tmp_path / "hf-home"), PYTHONPATH=str(ROOT))
+    with FakeHub() as hub:
+        env.update(hub.env("hf_test_token_123"))
+        done = subprocess.run([sys.executable, "-m", "emocurate", "push", str(run), "--repo", "user/demo-test", "--private"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        uploaded = hub.files("user/demo-test")
+        assert hub.repos[("dataset", "user/demo-test")].private and not hub.errors
+    local = {p.relative_to(run / "dataset").as_posix(): p.read_bytes() for p in (run / "dataset").rglob("*") if p.is_file()}
+    assert uploaded == local and done.stdout.strip().endswith("/datasets/user/demo-test")
+    assert "hf_test_token_123" not in done.stdout + done.stderr
