@@ -2,77 +2,26 @@
 
 The order is ingest -> classify -> caption -> clip score, each stage over every shard, skipping shards whose marker
 exists; models are loaded only when a shard still needs them. Decisions (decide.py) are re-derived from stored scores.
-Run folder: run.json (what the scores came from), recipe.yaml, shards/<stage>/NNNNN.parquet + .done, records.parquet,
-dataset/ (the publishable folder), models.json (model ids and revisions actually loaded).
+The run folder's layout is described in run_folder.py.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import yaml
 
 from emocurate import shards
-from emocurate.config import ConfigError
 from emocurate.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, NOT_SCORED, classify_schema, decide
 from emocurate.ingest import INGEST_SCHEMA, META_COLUMNS, ingest_shard
 from emocurate.progress import no_progress
 from emocurate.recipe import CurateRecipe, check_refilter_overrides, load_recipe
-
-INGEST_COMPLETE = "shards/ingest/_complete.json"
-
-
-# ---------------------------------------------------------------- run folder identity
-def _identity(recipe: CurateRecipe) -> dict:
-    """What stored shards depend on: the inputs and the models. Thresholds are not part of it (refilter changes them)."""
-    def pick(cfg, keys):
-        return {k: getattr(cfg, k, None) for k in keys}
-
-    return {
-        "inputs": {"sources": list(recipe.sources), "limit": recipe.limit, "shard_size": recipe.shard_size,
-                   "max_image_pixels": recipe.max_image_pixels, "max_image_side": recipe.max_image_side},
-        "models": {"classify": pick(recipe.classify, ("backend", "model", "revision", "probe")),
-                   "caption": pick(recipe.caption, ("backend", "model", "revision", "prompt")),
-                   "clip_filter": pick(recipe.clip_filter, ("backend", "model", "pretrained", "revision"))},
-    }
-
-
-def prepare_run(run_dir: Path, recipe: CurateRecipe) -> None:
-    """Create or check the run folder: a rerun must read the same inputs with the same models as the first run."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shards.clean_tmp(run_dir)
-    manifest = run_dir / "run.json"
-    wanted = json.loads(json.dumps(_identity(recipe)))
-    if manifest.exists():
-        have = json.loads(manifest.read_text())
-        for part in ("inputs", "models"):
-            for key, value in wanted[part].items():
-                if have.get(part, {}).get(key) != value:
-                    raise ConfigError(
-                        f"{run_dir} was built with {part} {key}={have.get(part, {}).get(key)!r}, this command asks for "
-                        f"{value!r}: stored shards would not match. Use the same recipe to resume, or a new --out."
-                    )
-    else:
-        shards.write_json_atomic(manifest, wanted)
-    save_recipe(run_dir, recipe)
-
-
-def save_recipe(run_dir: Path, recipe: CurateRecipe) -> None:
-    path = run_dir / "recipe.yaml"
-    tmp = path.with_name(".recipe.yaml.tmp")
-    tmp.write_text("# the recipe this run folder was last built or refiltered with\n" + yaml.safe_dump(asdict(recipe), sort_keys=False))
-    tmp.replace(path)
-
-
-def n_ingest_shards(run_dir: Path) -> Optional[int]:
-    path = Path(run_dir) / INGEST_COMPLETE
-    return json.loads(path.read_text())["shards"] if path.exists() else None
+from emocurate.run_folder import INGEST_COMPLETE, n_ingest_shards, prepare_run, save_recipe
+from emocurate.shard_stages import caption_shard, classify_shard, clipscore_shard
 
 
 # ---------------------------------------------------------------- stages
@@ -93,16 +42,12 @@ def ingest_all(recipe: CurateRecipe, run_dir: Path, progress, crawl_cfg=None) ->
         seq += len(buffer)
         index, buffer = index + 1, []
 
-    count_in_shard = 0
     for item in iter_items(recipe.sources, run_dir, recipe.limit, progress, crawl_cfg):
-        if shards.is_done(run_dir, "ingest", index):
-            item = None  # already stored: only count it, keep no bytes in memory
-        buffer.append(item)
-        count_in_shard += 1
+        # an item of an already stored shard is only counted: no bytes kept in memory
+        buffer.append(None if shards.is_done(run_dir, "ingest", index) else item)
         progress("ingest", 1, recipe.limit)
-        if count_in_shard == recipe.shard_size:
+        if len(buffer) == recipe.shard_size:
             flush()
-            count_in_shard = 0
     if buffer:
         flush()
     progress("ingest", 0, seq)  # the total is known now: completes the bar
@@ -180,14 +125,8 @@ def classify_all(run_dir: Path, recipe: CurateRecipe, meta: pa.Table, n: int, mo
     progress("classify", 0, sum(map(len, todo.values())))
     for s, ids in todo.items():
         rows = _rows_with_bytes(run_dir, s, pa.table({"id": ids}))
-        table = _classify(rows, models.classifier(), recipe.classify.batch_size, lambda k: progress("classify", k))
+        table = classify_shard(rows, models.classifier(), recipe.classify.batch_size, lambda k: progress("classify", k))
         shards.write_shard(run_dir, "classify", s, table)
-
-
-def _classify(rows, classifier, batch_size, tick):
-    from emocurate.shard_stages import classify_shard
-
-    return classify_shard(rows, classifier, batch_size, tick)
 
 
 def _pending(records: pa.Table, stage: str, key: str, reason: Optional[str] = None) -> dict[int, pa.Table]:
@@ -216,8 +155,6 @@ def _merge_into_shard(run_dir: Path, stage: str, shard: int, new: pa.Table, keys
 
 
 def caption_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models: _Models, progress) -> None:
-    from emocurate.shard_stages import caption_shard
-
     todo = _pending(records, "caption", "emotion")
     progress("caption", 0, sum(t.num_rows for t in todo.values()))
     for s, keys in sorted(todo.items()):
@@ -227,8 +164,6 @@ def caption_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models: 
 
 
 def clipscore_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models: _Models, progress) -> None:
-    from emocurate.shard_stages import clipscore_shard
-
     todo = _pending(records, "clip_filter", "caption", NOT_SCORED)
     progress("clip_score", 0, sum(t.num_rows for t in todo.values()))
     for s, keys in sorted(todo.items()):

@@ -5,7 +5,7 @@ import pytest
 
 from emocurate import shards
 from emocurate.export import EMOSET_NOTE, kept_table, push_run
-from emocurate.pipeline import save_recipe
+from emocurate.run_folder import save_recipe
 from emocurate.recipe import CurateRecipe
 
 

@@ -5,7 +5,8 @@ import pytest
 from emocurate import shards
 from emocurate.config import ConfigError
 from emocurate.ingest import META_COLUMNS
-from emocurate.pipeline import INGEST_COMPLETE, ingest_all, prepare_run
+from emocurate.pipeline import ingest_all
+from emocurate.run_folder import INGEST_COMPLETE, prepare_run
 from emocurate.recipe import CurateRecipe
 
 
