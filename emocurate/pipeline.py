@@ -20,7 +20,7 @@ from emocurate.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, NOT_SCORED, class
 from emocurate.ingest import INGEST_SCHEMA, META_COLUMNS, ingest_shard
 from emocurate.progress import no_progress
 from emocurate.recipe import CurateRecipe, check_refilter_overrides, load_recipe
-from emocurate.run_folder import INGEST_COMPLETE, n_ingest_shards, prepare_run, save_recipe
+from emocurate.run_folder import INGEST_COMPLETE, classifier_emotions, n_ingest_shards, prepare_run, save_recipe
 from emocurate.shard_stages import caption_shard, classify_shard, clipscore_shard
 
 
@@ -96,7 +96,7 @@ class _Models:
         if "classify" not in self.loaded:
             from emocurate.classify import load_classifier
 
-            model = load_classifier(self.recipe.classify, self.recipe.emotions)
+            model = load_classifier(self.recipe.classify, classifier_emotions(self.run_dir))
             self.loaded["classify"] = model
             self._note("classify", model, emotions=list(model.emotions))
         return self.loaded["classify"]

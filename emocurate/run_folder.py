@@ -51,8 +51,15 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> None:
                         f"{value!r}: stored shards would not match. Use the same recipe to resume, or a new --out."
                     )
     else:
-        shards.write_json_atomic(manifest, wanted)
+        # the classifier runs over the emotions of the FIRST build (its scores are stored); later `emotions` values only
+        # decide which of them are kept
+        shards.write_json_atomic(manifest, {**wanted, "classifier_emotions": list(recipe.emotions)})
     save_recipe(run_dir, recipe)
+
+
+def classifier_emotions(run_dir: Path) -> list[str]:
+    """The emotions the run's classifier scores (fixed by its first build)."""
+    return json.loads((Path(run_dir) / "run.json").read_text())["classifier_emotions"]
 
 
 def save_recipe(run_dir: Path, recipe: CurateRecipe) -> None:

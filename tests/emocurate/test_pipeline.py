@@ -92,20 +92,25 @@ def test_refilter_runs_no_model_then_build_captions_the_newly_eligible(built, tm
 
     for module in loaders:
         monkeypatch.setattr(module, {classify: "load_classifier", caption: "load_captioner", clipscore: "load_scorer"}[module], no_model)
-    pipeline.refilter(run, ["classify.min_confidence=0.0", "clip_filter.drop_fraction=0.5"], publish=False)
+    emotions = "emotions=[amusement, awe, contentment, excitement, anger, disgust, sadness]"  # fear left out
+    pipeline.refilter(run, ["classify.min_confidence=0.0", "clip_filter.drop_fraction=0.5", emotions], publish=False)
     after = pq.read_table(run / "records.parquet").to_pylist()
+    fear = next(r for r in after if r["source_id"] == "fear/f1.jpg")
+    assert fear["dropped_by"] == "classify" and fear["reason"] == "emotion_not_in_recipe: label 'fear'"
     assert [r["emotion_probs"] for r in after] == [r["emotion_probs"] for r in before]  # scores untouched
     assert {r["source_id"] for r in after if r["reason"] == NOT_CAPTIONED} == set(low)
-    scored = [r for r in after if r["clip_score"] is not None]
+    scored = [r for r in after if r["clip_score"] is not None and r["dropped_by"] in (None, "clip_filter")]
     assert sum(r["status"] == "kept" for r in after) == len(scored) - sum(
         len([s for s in scored if s["emotion"] == e]) // 2 for e in {s["emotion"] for s in scored})
     monkeypatch.undo()
+    classified = {p: p.stat().st_mtime_ns for p in (run / "shards" / "classify").glob("*.parquet")}
     summary = pipeline.build(load_recipe(run / "recipe.yaml"), run, publish=False)
+    assert {p: p.stat().st_mtime_ns for p in (run / "shards" / "classify").glob("*.parquet")} == classified
     final = {r["source_id"]: r for r in _records(run)}
     assert not any(r["reason"] == NOT_CAPTIONED for r in final.values()) and summary["records"] == len(before)
     assert all(final[s]["caption"] for s in low)
     for r in before:  # captions made earlier are reused, not redone
-        if r["caption"]:
+        if r["caption"] and final[r["source_id"]]["caption"]:
             assert final[r["source_id"]]["caption"] == r["caption"]
 
 
