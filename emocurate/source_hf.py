@@ -92,6 +92,12 @@ def _image_bytes(value) -> tuple[Optional[bytes], Optional[str]]:
         return None, f"missing_image: no bytes and no readable path ({value.get('path')!r})"
     if isinstance(value, (bytes, bytearray)):
         return bytes(value), None
+    if hasattr(value, "save") and hasattr(value, "mode"):  # an already decoded PIL image (features unknown): re-encoded
+        import io
+
+        buf = io.BytesIO()
+        value.save(buf, value.format or "PNG")
+        return buf.getvalue(), None
     return None, f"missing_image: unsupported image value of type {type(value).__name__}"
 
 
@@ -101,7 +107,8 @@ def iter_hf(target: str, split: Optional[str], spec: str) -> Iterator[SourceItem
     ds, split = open_dataset(target, split)
     features = ds.features
     img_col = image_column(features)
-    ds = ds.cast_column(img_col, Image(decode=False))
+    if features is not None:  # keep the stored bytes: no decode, no re-encode
+        ds = ds.cast_column(img_col, Image(decode=False))
     lab_col = label_column(features)
     meta_cols = _scalar_columns(features, {img_col} | ({lab_col} if lab_col else set()))
     for index, row in enumerate(ds):

@@ -152,3 +152,12 @@ def test_demo_source_writes_real_photos_and_bad_files(tmp_path):
     assert by_id["amusement/astronaut.jpg"].label == "amusement" and by_id["unlabelled/camera.jpg"].label is None
     assert by_id["bad/empty.jpg"].data == b"" and by_id["unlabelled/astronaut_copy.jpg"].data == by_id["amusement/astronaut.jpg"].data
     assert sum(decode_image(i.data).image is not None for i in items) == 47
+
+
+def test_hf_imagefolder_labels_from_emotion_dirs(tmp_path):
+    for i, emotion in enumerate(["awe", "fear", "awe"]):
+        (tmp_path / "imgs" / "train" / emotion).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "imgs" / "train" / emotion / f"{i}.jpg").write_bytes(jpeg(40 + i))
+    items = list(iter_items([f"hf:{tmp_path / 'imgs'}"], tmp_path))
+    assert sorted(i.label for i in items) == ["awe", "awe", "fear"]
+    assert sorted(i.data for i in items) == sorted(jpeg(40 + i) for i in range(3))
