@@ -89,8 +89,12 @@ def _print_summary(summary: dict, out: Path) -> None:
     console = Console()
     console.print(f"[bold]{summary['records']}[/] records: [green]{summary['kept']} kept[/], {summary['dropped']} dropped "
                   f"-> {out / 'records.parquet'}")
-    if summary.get("timings_s"):
-        console.print("stage seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary["timings_s"].items()))
+    for name, st in (summary.get("stages") or {}).items():
+        work = st["seconds"] - st["load_s"]
+        rate = f", {st['items'] / work:.1f} items/s" if st.get("items") and work > 0 else ""
+        load = f" (model load {st['load_s']:.1f} s)" if st["load_s"] else ""
+        items = f"{st['items']} items, " if st.get("items") is not None else ""
+        console.print(f"  {name:>10}: {items}{st['seconds']:.1f} s{load}{rate}")
     console.print(f"dataset: {summary['dataset']}" if summary["dataset"]
                   else f"[yellow]dataset not written:[/] {summary.get('dataset_not_written')}")
     console.print(f"see `emocurate status {out}`")

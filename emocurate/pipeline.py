@@ -85,10 +85,12 @@ class _Models:
 
     def __init__(self, recipe: CurateRecipe, run_dir: Path):
         self.recipe, self.run_dir, self.loaded = recipe, run_dir, {}
+        self.load_s: dict[str, float] = {}  # stage -> seconds spent loading its model
         path = run_dir / "models.json"
         self.info = json.loads(path.read_text()) if path.exists() else {}
 
-    def _note(self, stage: str, model, **extra) -> None:
+    def _note(self, stage: str, model, started: float, **extra) -> None:
+        self.load_s[stage] = time.perf_counter() - started
         self.info[stage] = {"backend": model.backend, "model": model.model_id, "revision": model.revision, **extra}
         shards.write_json_atomic(self.run_dir / "models.json", self.info)
 
@@ -96,37 +98,42 @@ class _Models:
         if "classify" not in self.loaded:
             from emocurate.classify import load_classifier
 
+            started = time.perf_counter()
             model = load_classifier(self.recipe.classify, classifier_emotions(self.run_dir))
             self.loaded["classify"] = model
-            self._note("classify", model, emotions=list(model.emotions))
+            self._note("classify", model, started, emotions=list(model.emotions))
         return self.loaded["classify"]
 
     def captioner(self):
         if "caption" not in self.loaded:
             from emocurate.caption import load_captioner
 
+            started = time.perf_counter()
             model = load_captioner(self.recipe.caption)
             self.loaded["caption"] = model
-            self._note("caption", model, prompt=model.prompt_text("{emotion}"))
+            self._note("caption", model, started, prompt=model.prompt_text("{emotion}"))
         return self.loaded["caption"]
 
     def scorer(self):
         if "clip_filter" not in self.loaded:
             from emocurate.clipscore import load_scorer
 
+            started = time.perf_counter()
             model = load_scorer(self.recipe.clip_filter)
             self.loaded["clip_filter"] = model
-            self._note("clip_filter", model)
+            self._note("clip_filter", model, started)
         return self.loaded["clip_filter"]
 
 
-def classify_all(run_dir: Path, recipe: CurateRecipe, meta: pa.Table, n: int, models: _Models, progress) -> None:
+def classify_all(run_dir: Path, recipe: CurateRecipe, meta: pa.Table, n: int, models: _Models, progress) -> int:
     todo = {s: ids for s, ids in enumerate(_first_new_ids(meta, n)) if ids and not shards.is_done(run_dir, "classify", s)}
-    progress("classify", 0, sum(map(len, todo.values())))
+    total = sum(map(len, todo.values()))
+    progress("classify", 0, total)
     for s, ids in todo.items():
         rows = _rows_with_bytes(run_dir, s, pa.table({"id": ids}))
         table = classify_shard(rows, models.classifier(), recipe.classify.batch_size, lambda k: progress("classify", k))
         shards.write_shard(run_dir, "classify", s, table)
+    return total
 
 
 def _pending(records: pa.Table, stage: str, key: str, reason: Optional[str] = None) -> dict[int, pa.Table]:
@@ -154,22 +161,26 @@ def _merge_into_shard(run_dir: Path, stage: str, shard: int, new: pa.Table, keys
     shards.write_shard(run_dir, stage, shard, new.cast(schema))
 
 
-def caption_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models: _Models, progress) -> None:
+def caption_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models: _Models, progress) -> int:
     todo = _pending(records, "caption", "emotion")
-    progress("caption", 0, sum(t.num_rows for t in todo.values()))
+    total = sum(t.num_rows for t in todo.values())
+    progress("caption", 0, total)
     for s, keys in sorted(todo.items()):
         rows = _rows_with_bytes(run_dir, s, keys)
         table = caption_shard(rows, models.captioner(), recipe.caption.batch_size, lambda k: progress("caption", k))
         _merge_into_shard(run_dir, "caption", s, table, ["id", "caption_emotion"], CAPTION_SCHEMA)
+    return total
 
 
-def clipscore_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models: _Models, progress) -> None:
+def clipscore_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models: _Models, progress) -> int:
     todo = _pending(records, "clip_filter", "caption", NOT_SCORED)
-    progress("clip_score", 0, sum(t.num_rows for t in todo.values()))
+    total = sum(t.num_rows for t in todo.values())
+    progress("clip_score", 0, total)
     for s, keys in sorted(todo.items()):
         rows = _rows_with_bytes(run_dir, s, keys)
         table = clipscore_shard(rows, models.scorer(), recipe.clip_filter.batch_size, lambda k: progress("clip_score", k))
         _merge_into_shard(run_dir, "clipscore", s, table, ["id", "caption"], CLIPSCORE_SCHEMA)
+    return total
 
 
 # ---------------------------------------------------------------- decisions
@@ -191,31 +202,34 @@ def _read_classify(run_dir: Path, n: int) -> pa.Table:
 def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, crawl_cfg=None, publish: bool = True) -> dict:
     """Run (or resume) every stage, write RUN/records.parquet and (unless `publish` is False) RUN/dataset/.
 
-    Returns a summary with per-stage timings (seconds, model loading included)."""
+    Returns a summary with, per stage, the items it processed in this call, its seconds and its model-loading seconds."""
     progress = progress or no_progress
     run_dir = Path(run_dir)
     prepare_run(run_dir, recipe)
-    timings: dict[str, float] = {}
+    stages: dict[str, dict] = {}
+    models = _Models(recipe, run_dir)
 
     def timed(name, fn, *args):
         start = time.perf_counter()
         out = fn(*args)
-        timings[name] = round(time.perf_counter() - start, 3)
+        load_s = models.load_s.get("clip_filter" if name == "clip_score" else name, 0.0)
+        stages[name] = {"seconds": round(time.perf_counter() - start, 3), "load_s": round(load_s, 3),
+                        "items": out if isinstance(out, int) else None}
         return out
 
     crawl_cfg = crawl_cfg if crawl_cfg is not None else getattr(recipe, "crawl", None)  # a `crawl:` recipe section, if any
     n = timed("ingest", ingest_all, recipe, run_dir, progress, crawl_cfg)
     if n == 0:
         raise ValueError(f"the sources {recipe.sources} gave no items: nothing to curate")
-    models = _Models(recipe, run_dir)
     meta = shards.read_stage(run_dir, "ingest", n, META_COLUMNS)
+    stages["ingest"]["items"] = meta.num_rows
     timed("classify", classify_all, run_dir, recipe, meta, n, models, progress)
     timed("caption", caption_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
     timed("clip_score", clipscore_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
     dataset, why_not = timed("publish", publish_run, run_dir, recipe, records, n) if publish else (None, "--no-publish")
-    return summarize(records, timings, dataset, why_not)
+    return summarize(records, stages, dataset, why_not)
 
 
 def refilter(run_dir: str | Path, overrides: list[str], publish: bool = True) -> dict:
@@ -229,14 +243,14 @@ def refilter(run_dir: str | Path, overrides: list[str], publish: bool = True) ->
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
     save_recipe(run_dir, recipe)
-    dataset, why_not = publish_run(run_dir, recipe, records, n) if publish else (None, "not asked to publish")
+    dataset, why_not = publish_run(run_dir, recipe, records, n) if publish else (None, "--no-publish")
     return summarize(records, {}, dataset, why_not)
 
 
-def summarize(records: pa.Table, timings: dict, dataset, why_not: Optional[str] = None) -> dict:
+def summarize(records: pa.Table, stages: dict, dataset, why_not: Optional[str] = None) -> dict:
     status = records.column("status").to_pylist()
     return {"records": len(status), "kept": status.count("kept"), "dropped": status.count("dropped"),
-            "timings_s": timings, "dataset": str(dataset) if dataset else None, "dataset_not_written": why_not}
+            "stages": stages, "dataset": str(dataset) if dataset else None, "dataset_not_written": why_not}
 
 
 def publish_run(run_dir: Path, recipe: CurateRecipe, records: pa.Table, n: int):
