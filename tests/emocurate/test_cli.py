@@ -32,3 +32,21 @@ def test_help_is_instant():
                           cwd=ROOT, capture_output=True, text=True)
     assert done.stdout.strip() == "False", done.stderr
     assert time.perf_counter() - start < 10
+
+
+def test_train_classifier_on_an_emoset_layout_then_use_the_probe(tmp_path):
+    import json
+
+    from emocurate.classify import ClassifyConfig, load_classifier
+    from tests.emocurate.conftest import photo
+    from tests.emocurate.test_sources import make_emoset
+
+    root = make_emoset(tmp_path / "EmoSet-118K", (9, 0, 0))
+    result = CliRunner().invoke(app, ["train-classifier", "--dataset", f"emoset:{root}", "--out", str(tmp_path / "probe"),
+                                      "--clip-model", "tiny:clip", "--epochs", "3", "--batch-size", "4",
+                                      "--val-fraction", "0", "--emotions", "amusement,awe,sadness"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output[result.output.index("{"):])  # the metrics
+    cfg = ClassifyConfig(backend="clip-probe", model="tiny:clip", probe=str(tmp_path / "probe"))
+    probs = load_classifier(cfg, ["amusement", "awe", "sadness"]).predict([photo(1)])
+    assert probs.shape == (1, 3)
