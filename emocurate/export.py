@@ -44,10 +44,10 @@ def kept_table(run_dir: Path, records: pa.Table) -> pa.Table:
 
 
 def _thresholds(recipe) -> dict:
+    """Decision settings for the card (the drop fraction and seed have their own Provenance fields)."""
     return {"classify.min_confidence": recipe.classify.min_confidence,
             "apply_min_confidence_to_labelled": recipe.apply_min_confidence_to_labelled,
-            "clip_filter.drop_fraction": recipe.clip_filter.drop_fraction, "dedup": recipe.dedup,
-            "emotions": list(recipe.emotions)}
+            "dedup": recipe.dedup, "emotions": ", ".join(recipe.emotions)}
 
 
 def uses_emoset(recipe) -> bool:
