@@ -165,7 +165,7 @@ def push(
     private: bool = typer.Option(False, "--private", help="Create the repo private."),
 ):
     """Upload RUN/dataset/ to the Hub (token from HF_TOKEN or `hf auth login`)."""
-    from emocurate.export import push_run
+    from emocurate.publish_run import push_run
 
     try:
         url = push_run(run, repo, private)

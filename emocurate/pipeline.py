@@ -19,6 +19,7 @@ from emocurate import shards
 from emocurate.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, NOT_SCORED, classify_schema, decide
 from emocurate.ingest import INGEST_SCHEMA, META_COLUMNS, ingest_shard
 from emocurate.progress import no_progress
+from emocurate.publish_run import publish_records
 from emocurate.recipe import CurateRecipe, check_refilter_overrides, load_recipe
 from emocurate.run_folder import INGEST_COMPLETE, classifier_emotions, n_ingest_shards, prepare_run, save_recipe
 from emocurate.shard_stages import caption_shard, classify_shard, clipscore_shard
@@ -228,7 +229,7 @@ def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, crawl_cfg=No
     timed("clip_score", clipscore_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
-    dataset, why_not = timed("publish", publish_run, run_dir, recipe, records, n) if publish else (None, "--no-publish")
+    dataset, why_not = timed("publish", publish_records, run_dir, recipe, records) if publish else (None, "--no-publish")
     return summarize(records, stages, dataset, why_not)
 
 
@@ -243,7 +244,7 @@ def refilter(run_dir: str | Path, overrides: list[str], publish: bool = True) ->
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
     save_recipe(run_dir, recipe)
-    dataset, why_not = publish_run(run_dir, recipe, records, n) if publish else (None, "--no-publish")
+    dataset, why_not = publish_records(run_dir, recipe, records) if publish else (None, "--no-publish")
     return summarize(records, {}, dataset, why_not)
 
 
@@ -251,9 +252,3 @@ def summarize(records: pa.Table, stages: dict, dataset, why_not: Optional[str] =
     status = records.column("status").to_pylist()
     return {"records": len(status), "kept": status.count("kept"), "dropped": status.count("dropped"),
             "stages": stages, "dataset": str(dataset) if dataset else None, "dataset_not_written": why_not}
-
-
-def publish_run(run_dir: Path, recipe: CurateRecipe, records: pa.Table, n: int):
-    from emocurate.export import publish_records
-
-    return publish_records(run_dir, recipe, records)

@@ -4,7 +4,7 @@ import pyarrow as pa
 import pytest
 
 from emocurate import shards
-from emocurate.export import EMOSET_NOTE, kept_table, push_run
+from emocurate.publish_run import EMOSET_NOTE, kept_table, push_run
 from emocurate.run_folder import save_recipe
 from emocurate.recipe import CurateRecipe
 

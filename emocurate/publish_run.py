@@ -1,4 +1,4 @@
-"""Kept records + their stored original bytes -> the table and provenance `publish.write_dataset` takes.
+"""A run's kept records + their stored original bytes -> `publish.write_dataset` (RUN/dataset/), and `push_run`.
 
 It gathers and hands over; the dataset layout and the card are publish.py's business.
 """
