@@ -30,6 +30,11 @@ def open_dataset(target: str, split: Optional[str]):
             ds = ds[split]
         return ds, split or "train"
     split = split or "train"
+    if path.is_file():  # one data file: its format from the suffix
+        builder = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json"}.get(path.suffix)
+        if builder is None:
+            raise ValueError(f"hf:{target}: a single file must be .parquet, .arrow, .csv or .json(l); got {path.suffix!r}")
+        return datasets.load_dataset(builder, data_files={split: str(path)}, split=split, streaming=True), split
     source = str(path) if path.exists() else target
     return datasets.load_dataset(source, split=split, streaming=True), split
 

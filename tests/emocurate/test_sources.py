@@ -78,6 +78,8 @@ def test_hf_parquet_folder_streamed_with_limit(tmp_path):
     _hf_dataset(6).to_parquet(str(folder / "train-00000-of-00001.parquet"))
     items = list(iter_items([f"hf:{tmp_path / 'pq'}"], tmp_path, limit=4))
     assert len(items) == 4
+    one_file = list(iter_items([f"hf:{folder / 'train-00000-of-00001.parquet'}"], tmp_path))
+    assert [i.data for i in one_file] == [jpeg(i) for i in range(6)] and one_file[1].metadata["artist"] == "goya"
     assert decode_image(items[3].data).image is not None
     assert items[3].metadata["artist"] == "goya" and items[3].label == "amusement"
 
