@@ -39,23 +39,33 @@ def missing_id(source: str, source_id: str) -> str:
     return "nodata-" + hashlib.sha256(f"{source}\n{source_id}".encode()).hexdigest()
 
 
-def ingest_shard(items: Sequence[SourceItem], shard: int, first_seq: int, max_pixels: int, max_side: int) -> pa.Table:
-    """One row per item, in order; `image_bytes` is set only for images that decode."""
+def _check(item: SourceItem, max_pixels: int, max_side: int) -> dict:
+    """The ingest fields of one item (decoding releases the GIL, so this runs well in threads)."""
+    if item.data is None:
+        return dict(id=missing_id(item.source, item.source_id), ingest_dropped_by=item.dropped_by or "ingest",
+                    ingest_error=item.error or "no_data: the source gave no bytes")
+    decoded = decode_image(item.data, max_pixels=max_pixels, max_side=max_side)
+    out = dict(id=sha256_hex(item.data), format=decoded.format, original_mode=decoded.original_mode)
+    if decoded.image is None:
+        return dict(out, ingest_dropped_by="ingest", ingest_error=decoded.reason)
+    return dict(out, width=decoded.image.width, height=decoded.image.height, image_bytes=item.data)
+
+
+def ingest_shard(items: Sequence[SourceItem], shard: int, first_seq: int, max_pixels: int, max_side: int,
+                 workers: int = 1) -> pa.Table:
+    """One row per item, in order; `image_bytes` is set only for images that decode. `workers` threads decode."""
+    if workers > 1 and len(items) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            checked = list(pool.map(lambda item: _check(item, max_pixels, max_side), items))
+    else:
+        checked = [_check(item, max_pixels, max_side) for item in items]
     rows = {name: [] for name in INGEST_SCHEMA.names}
-    for offset, item in enumerate(items):
+    for offset, (item, fields) in enumerate(zip(items, checked)):
         row = dict(seq=first_seq + offset, shard=shard, source=item.source, source_id=item.source_id, label=item.label,
-                   metadata=json.dumps(item.metadata, sort_keys=True, default=str), width=None, height=None, format=None,
-                   original_mode=None, ingest_dropped_by=None, ingest_error=None, image_bytes=None)
-        if item.data is None:
-            row.update(id=missing_id(item.source, item.source_id), ingest_dropped_by=item.dropped_by or "ingest",
-                       ingest_error=item.error or "no_data: the source gave no bytes")
-        else:
-            decoded = decode_image(item.data, max_pixels=max_pixels, max_side=max_side)
-            row.update(id=sha256_hex(item.data), format=decoded.format, original_mode=decoded.original_mode)
-            if decoded.image is None:
-                row.update(ingest_dropped_by="ingest", ingest_error=decoded.reason)
-            else:
-                row.update(width=decoded.image.width, height=decoded.image.height, image_bytes=item.data)
+                   metadata=json.dumps(item.metadata, sort_keys=True, default=str))
+        row.update(fields)
         for name in rows:
-            rows[name].append(row[name])
+            rows[name].append(row.get(name))
     return pa.table(rows, schema=INGEST_SCHEMA)

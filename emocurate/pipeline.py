@@ -38,7 +38,7 @@ def ingest_all(recipe: CurateRecipe, run_dir: Path, progress, crawl_cfg=None) ->
     def flush():
         nonlocal index, seq, buffer
         if not shards.is_done(run_dir, "ingest", index):
-            table = ingest_shard(buffer, index, seq, recipe.max_image_pixels, recipe.max_image_side)
+            table = ingest_shard(buffer, index, seq, recipe.max_image_pixels, recipe.max_image_side, recipe.decode_workers)
             shards.write_shard(run_dir, "ingest", index, table)
         seq += len(buffer)
         index, buffer = index + 1, []

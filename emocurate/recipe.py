@@ -43,6 +43,8 @@ class CurateRecipe:
     max_image_pixels: int = DEFAULT_MAX_PIXELS
     """Images with more pixels are dropped by ingest as too large (decompression-bomb guard)."""
     max_image_side: int = DEFAULT_MAX_SIDE
+    decode_workers: int = 4
+    """Threads that decode images at ingest to check them (Pillow releases the GIL while decoding)."""
     dedup: bool = True
     """Drop later copies of byte-identical files (same sha256) as `dedup`."""
     apply_min_confidence_to_labelled: bool = False
@@ -65,6 +67,8 @@ class CurateRecipe:
             raise ValueError(f"limit must be >= 1 (or null for no limit); got {self.limit}")
         if self.shard_size < 1:
             raise ValueError(f"shard_size must be >= 1; got {self.shard_size}")
+        if self.decode_workers < 1:
+            raise ValueError(f"decode_workers must be >= 1; got {self.decode_workers}")
         if self.max_image_pixels < 1 or self.max_image_side < 1:
             raise ValueError("max_image_pixels and max_image_side must be >= 1")
 

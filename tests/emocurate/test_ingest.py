@@ -48,3 +48,9 @@ def test_seq_shard_label_metadata_and_missing_bytes():
 def test_max_pixels_from_recipe():
     rows = ingest_shard([SourceItem("folder:x", "a", jpeg(1, (24, 16)))], 0, 0, max_pixels=100, max_side=1000).to_pylist()
     assert rows[0]["ingest_error"].startswith("too_large")
+
+
+def test_threaded_decoding_gives_the_same_table():
+    items = [SourceItem("folder:x", n, d) for n, d in {**bad_files(), **odd_modes(), "a.jpg": jpeg(1)}.items()]
+    one = ingest_shard(items, 0, 0, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, workers=1)
+    assert ingest_shard(items, 0, 0, DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE, workers=4).equals(one)
