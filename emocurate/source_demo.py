@@ -39,8 +39,12 @@ def _encode(img, fmt: str, **kw) -> bytes:
 def demo_files() -> dict[str, bytes]:
     """Relative path -> file bytes: real photos, edited variants, odd modes, a duplicate and bad files."""
     import numpy as np
-    import skimage.data
     from PIL import Image, ImageOps
+
+    try:
+        import skimage.data
+    except ImportError as err:
+        raise RuntimeError("the demo source needs scikit-image: pip install -e '.[demo]' (or '.[dev]')") from err
 
     files: dict[str, bytes] = {}
     photos = {}
