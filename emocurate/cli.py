@@ -46,8 +46,9 @@ class RichProgress:
 
 def _fail(err: Exception) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, markup=True)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -123,7 +124,9 @@ def _print_status(data: dict) -> None:
 
     console = Console()
     console.print(f"[bold]{data['run']}[/]: {data['records']} records, " +
-                  ", ".join(f"{k} {v}" for k, v in data["status"].items()))
+                  ", ".join(f"{k} {v}" for k, v in data["status"].items()) +
+                  (" [yellow](live: decided from the finished shards; the build has not written records.parquet)[/]"
+                   if data.get("live") else ""))
     stages = data["remaining_after_stage"]
     emotions = list(dict.fromkeys(e for per in stages.values() for e in per))  # EmoSet order, then others
     table = Table(title="records remaining after each stage, per emotion")

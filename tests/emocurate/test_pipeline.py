@@ -14,6 +14,7 @@ import pytest
 from emocurate import pipeline
 from emocurate.decide import NOT_CAPTIONED
 from emocurate.recipe import load_recipe
+from emocurate.status import run_status
 from tests.emocurate.conftest import bad_files, jpeg, odd_modes
 
 ROOT = Path(__file__).parents[2]
@@ -165,6 +166,9 @@ def test_kill9_and_resume_equals_uninterrupted(built, tmp_path):
     _run_until(cmd, env, run / "shards" / "ingest" / "00001.done")  # killed during ingest (or just after)
     _run_until(cmd, env, run / "shards" / "caption" / "00000.done")  # resumed, then killed during captioning
     assert not (run / "records.parquet").exists()  # it never got to the end
+    live = run_status(run)  # status works on an interrupted run: decided from the finished shards
+    assert live["live"] and live["records"] == len(_records(reference))
+    assert any(r["reason"].endswith("_yet") for r in live["reasons"])  # e.g. not_captioned_yet
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert _records(run) == _records(reference)
