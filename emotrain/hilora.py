@@ -96,7 +96,7 @@ class HiLoRALinear(nn.Linear):
             return out
         index, weight = (routing.index[:1], routing.weight[:1]) if routing.shared else (routing.index, routing.weight)
         n, k = index.shape
-        flat = index.reshape(-1)
+        flat = index.reshape(-1).to(self.lora_A.device)  # a no-op unless the UNet moved after set_routing
         a = self.lora_A.index_select(0, flat).reshape(n, k * self.rank, self.in_features)  # (n, K*r, in)
         b = self.lora_B.index_select(0, flat).reshape(n, k * self.rank, self.out_features)  # (n, K*r, out)
         if not (routing.unit and self.scale == 1.0):
@@ -120,7 +120,9 @@ def adapter_table(emotions: Sequence[str], emotion_loras: bool = True, polarity_
 def _unwrap(model: nn.Module) -> nn.Module:
     """The UNet inside DDP / accelerate / torch.compile wrappers, so module names match the bare UNet's."""
     while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
         if not isinstance(inner, nn.Module):
             return model
         model = inner
