@@ -157,7 +157,7 @@ def main(argv=None):
     med = {v.name: statistics.median(v.times) for v in variants}
     print(f"median step time ({clock} clock{', 1 thread' if torch.get_num_threads() == 1 else ''}):")
     for v in variants:
-        q = statistics.quantiles(v.times, n=4)
+        q = statistics.quantiles(v.times, n=4) if len(v.times) > 1 else v.times * 3
         print(f"  {v.name:7s} {med[v.name] * 1e3:8.1f} ms/step  (quartiles {q[0] * 1e3:.1f}-{q[2] * 1e3:.1f}, "
               f"{steps} steps; wall median {statistics.median(v.wall) * 1e3:.1f} ms)")
     print(f"lora/none step time ratio: {med['lora'] / med['none']:.2f}")

@@ -257,3 +257,25 @@ def test_state_dict_round_trip_and_strict_errors(unet_folder):
         rank8 = load_unet(unet_folder)
         add_hilora(rank8, EMOTIONS, rank=8)
         load_hilora_state_dict(rank8, state)
+
+
+def test_works_inside_ddp(unet_folder, tmp_path, monkeypatch):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")  # one rank, loopback only
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        unet = load_unet(unet_folder)
+        names = add_hilora(unet, EMOTIONS)
+        randomise(unet)
+        wrapped = DistributedDataParallel(unet.train())
+        assert [n for n, _ in hilora_layers(wrapped)] == names  # names of the bare UNet, not "module.<name>"
+        sample, t, text = unet_inputs(2)
+        with routing(wrapped, one_hot_weights(wrapped, ["awe", "fear"])):
+            wrapped(sample, t, encoder_hidden_states=text).sample.square().mean().backward()
+        grads = [p.grad for p in hilora_parameters(wrapped)]
+        assert all(g is not None for g in grads) and any(bool(g.abs().sum() > 0) for g in grads)
+        assert set(hilora_state_dict(wrapped)) == set(hilora_state_dict(unet))
+    finally:
+        dist.destroy_process_group()
