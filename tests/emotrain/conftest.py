@@ -6,6 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread():
+    """Tiny models on 2 shared cores: one intra-op thread is many times faster than two under contention."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 EMOTIONS4 = ["amusement", "awe", "anger", "sadness"]
 
 
@@ -60,3 +68,27 @@ def make_dataset():
 def tiny_dataset(tmp_path_factory):
     """A save_to_disk folder: 24 images, 4 emotions (8/6/6/4 rows), string labels."""
     return save_dataset(make_rows(counts=[8, 6, 6, 4]), tmp_path_factory.mktemp("ds") / "tiny")
+
+
+TINY_OVERRIDES = [
+    "model.pretrained=tiny:sd", "model.clip=tiny:clip", "data.resolution=32", "conditioning.mapper_hidden=16",
+    "conditioning.d0=24", "optim.batch_size=2", "run.report_to=none", "run.validate_every=0",
+    "run.samples_per_emotion=0", "run.inference_steps=2", "run.checkpoint_every=1", "run.keep_checkpoints=2",
+]
+
+
+def tiny_recipe(*overrides):
+    """The paper's recipe shrunk to tiny models (d0 24 != text width 32 exercises the output projection)."""
+    from emotrain.recipe import load_recipe
+
+    return load_recipe(None, [*TINY_OVERRIDES, *overrides])
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, tiny_dataset):
+    """A 4-step tiny run with samples and a validation grid: the model generate/export/CLI tests load."""
+    from emotrain.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "run"
+    train(tiny_recipe("run.samples_per_emotion=2", "run.validate_every=4", "optim.max_steps=4"), tiny_dataset, out)
+    return out
