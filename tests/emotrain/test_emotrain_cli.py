@@ -1,6 +1,7 @@
 """The command line end to end on a tiny dataset: fit -> generate -> export, and clear failures."""
 
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -9,11 +10,12 @@ from emotrain.cli import app
 from conftest import TINY_OVERRIDES  # noqa: E402
 
 runner = CliRunner()
+DEMO = str(Path(__file__).resolve().parents[2] / "recipes" / "train" / "demo.yaml")
 
 
 def test_fit_generate_export(tmp_path, tiny_dataset):
     run = tmp_path / "run"
-    result = runner.invoke(app, ["fit", "--dataset", tiny_dataset, "--recipe", "recipes/train/demo.yaml", "--out", str(run),
+    result = runner.invoke(app, ["fit", "--dataset", tiny_dataset, "--recipe", DEMO, "--out", str(run),
                                  "--max-steps", "2", "run.validate_every=0", "run.samples_per_emotion=1",
                                  "run.inference_steps=2"])
     assert result.exit_code == 0, result.output

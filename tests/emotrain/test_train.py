@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -15,8 +16,10 @@ def _weights(run):
     return out
 
 
-def test_resume_equals_uninterrupted_run(tmp_path, tiny_dataset):
-    recipe = tiny_recipe("optim.max_steps=4")
+@pytest.mark.parametrize("shape", [["optim.batch_size=2"], ["optim.batch_size=1", "optim.gradient_accumulation=2"]],
+                         ids=["batch2", "accumulate2"])
+def test_resume_equals_uninterrupted_run(tmp_path, tiny_dataset, shape):
+    recipe = tiny_recipe("optim.max_steps=4", *shape)
     straight = train(recipe, tiny_dataset, tmp_path / "straight")
     stopped = train(recipe, tiny_dataset, tmp_path / "resumed", max_steps=2)
     assert json.loads((stopped / "config.json").read_text())["steps"] == 2
@@ -31,7 +34,15 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_dataset):
     # rotation: the last 2 of 4 checkpoints kept, nothing half-written left behind
     assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-4"]
     state = json.loads((resumed / "checkpoints" / "checkpoint-4" / "state.json").read_text())
-    assert state == {"step": 4, "position": 8, "num_processes": 1}
+    assert state == {"step": 4, "position": 8, "num_processes": 1}  # 4 steps x 2 samples either way
+
+
+def test_gradient_checkpointing_gives_the_same_weights(tmp_path, tiny_dataset):
+    plain = train(tiny_recipe("optim.max_steps=2"), tiny_dataset, tmp_path / "plain")
+    ckpt = train(tiny_recipe("optim.max_steps=2", "run.gradient_checkpointing=true"), tiny_dataset, tmp_path / "ckpt")
+    a, b = _weights(plain), _weights(ckpt)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
 
 
 def test_run_folder_outputs(trained_run):
