@@ -5,6 +5,7 @@ prints; heavy libraries load inside the commands so `--help` is instant.
 from __future__ import annotations
 
 import importlib.util
+import os
 import time
 from pathlib import Path
 from typing import List, Optional
@@ -24,8 +25,13 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+def _is_main_process() -> bool:
+    """Under `accelerate launch` / torchrun only rank 0 draws the bar and prints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 def _progress_bar(unit: str, fields: dict):
-    """A rich bar with count, rate (unit/s), extra fields (e.g. loss), elapsed time and ETA."""
+    """A rich bar with count, rate (unit/s), extra fields (e.g. loss), elapsed time and ETA (rank 0 only)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from rich.text import Text
 
@@ -36,7 +42,7 @@ def _progress_bar(unit: str, fields: dict):
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
         *[TextColumn(f"{k} {{task.fields[{k}]}}") for k in fields],
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not _is_main_process(),
     )
 
 
@@ -104,7 +110,8 @@ def fit(
     if "first" in timing and timing["last"][0] > timing["first"][0]:
         (s0, t0), (s1, t1) = timing["first"], timing["last"]
         rate = f" ({(s1 - s0) / (t1 - t0):.2f} steps/s)"
-    typer.echo(f"trained {run}{rate}")
+    if _is_main_process():
+        typer.echo(f"trained {run}{rate}")
 
 
 @app.command()
