@@ -11,7 +11,7 @@ REQUIRED = ("config.json", "hilora.safetensors", "mapper", "encoder", "emotion_c
 
 def push_run(run: str | Path, repo: str, private: bool = False, include_checkpoints: bool = False) -> str:
     """Create (or reuse) the model repo and upload the run folder; returns the repo URL."""
-    from huggingface_hub import HfApi
+    from huggingface_hub import HfApi, get_token
 
     run = Path(run)
     missing = [name for name in REQUIRED if not (run / name).exists()]
@@ -19,6 +19,8 @@ def push_run(run: str | Path, repo: str, private: bool = False, include_checkpoi
         raise FileNotFoundError(f"{run} is not a finished emotrain run: missing {', '.join(missing)}")
     if repo.count("/") != 1:
         raise ValueError(f"--repo must look like user/name; got {repo!r}")
+    if get_token() is None:
+        raise ValueError("no Hugging Face token: run `hf auth login` or set HF_TOKEN in the environment")
     api = HfApi()
     url = api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
     ignore = [".*", "**/.*"] + ([] if include_checkpoints else ["checkpoints/**"])

@@ -129,8 +129,12 @@ def train(
     mapper.to(accelerator.device)
     encoder.to(accelerator.device)
     if run.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-        text_encoder.gradient_checkpointing_enable()
+        unet.enable_gradient_checkpointing()  # diffusers: non-reentrant checkpoints (safe under DDP)
+        no_reentrant = {"use_reentrant": False}
+        if hasattr(text_encoder, "activation_checkpointing_enable"):  # transformers >= 5
+            text_encoder.activation_checkpointing_enable(activation_checkpointing_kwargs=no_reentrant)
+        else:
+            text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
     text_encoder.train(run.gradient_checkpointing)  # transformers checkpoints only in train mode; CLIP has no dropout
     unet.train()  # SD's UNet has no dropout; HiLoRA neither
 
@@ -170,7 +174,11 @@ def train(
     else:
         set_seed(run.seed + 1 + accelerator.process_index)  # noise / timesteps differ across ranks
 
-    unet, mapper, encoder, optimizer = accelerator.prepare(unet, mapper, encoder, optimizer)
+    # DDP refuses a module with nothing to train: the "text" emotion input's mapper is a frozen table.
+    if any(p.requires_grad for p in mapper.parameters()):
+        unet, mapper, encoder, optimizer = accelerator.prepare(unet, mapper, encoder, optimizer)
+    else:
+        unet, encoder, optimizer = accelerator.prepare(unet, encoder, optimizer)
     raw_unet = accelerator.unwrap_model(unet)
 
     sampler = ResumableSampler(indices, run.seed, optim.batch_size, accelerator.process_index,
