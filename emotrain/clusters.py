@@ -47,6 +47,23 @@ class ClusterAccumulator:
                 flat = rows.flatten(1)
                 self.outer[emotion] += flat.T @ flat
 
+    def totals(self, token_shape: tuple[int, int]):
+        """(count (E,), sum (E, T, Dv), sum of squares (E, T, Dv)) in float64, zeros where an emotion got no rows:
+        what ranks add up (all-reduce) when each saw a shard of the images. Diagonal statistics only."""
+        zeros = torch.zeros(token_shape, dtype=torch.float64)
+        count = torch.tensor([float(self.count[e]) for e in self.emotions], dtype=torch.float64)
+        total = torch.stack([self.sum.get(e, zeros) for e in self.emotions])
+        total_sq = torch.stack([self.sumsq.get(e, zeros) for e in self.emotions])
+        return count, total, total_sq
+
+    @classmethod
+    def from_totals(cls, emotions: Sequence[str], count, total, total_sq) -> "ClusterAccumulator":
+        acc = cls(emotions)
+        for i, e in enumerate(acc.emotions):
+            acc.count[e] = int(count[i])
+            acc.sum[e], acc.sumsq[e] = total[i].double().cpu(), total_sq[i].double().cpu()
+        return acc
+
     def finish(self) -> "EmotionClusters":
         missing = [e for e in self.emotions if self.count[e] == 0]
         if missing:

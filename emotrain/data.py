@@ -57,7 +57,7 @@ def emotion_labels(ds: "datasets.Dataset", column: str) -> list[str]:
     feature = ds.features[column]
     values = ds[column]
     if isinstance(feature, datasets.ClassLabel):
-        return [feature.int2str(v) if v is not None and v >= 0 else "" for v in values]
+        return [feature.int2str(v).strip().lower() if v is not None and v >= 0 else "" for v in values]
     return [str(v).strip().lower() if v is not None else "" for v in values]
 
 

@@ -48,7 +48,7 @@ def train(
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator, DistributedDataParallelKwargs
-    from accelerate.utils import ProjectConfiguration, set_seed
+    from accelerate.utils import ProjectConfiguration, broadcast_object_list, set_seed
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from safetensors.torch import save_file
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, CLIPTokenizer
@@ -148,18 +148,23 @@ def train(
     clip_size = int(getattr(crop, "height", None) or crop["height"])
     training_set = TrainingSet(validated, recipe.data, tokenizer, clip_size, processor.image_mean, processor.image_std)
     clusters_path = out / "emotion_clusters.safetensors"
-    if main and not clusters_path.exists():
+    if not broadcast_object_list([clusters_path.exists()])[0]:  # rank 0's view of the (shared) run folder decides
+        # Each rank embeds a shard of the images; the float64 sums are added up across ranks.
+        shard = range(accelerator.process_index, len(training_set), accelerator.num_processes)
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ClipImages(training_set), list(shard)),
+                                             batch_size=run.cluster_batch_size, num_workers=recipe.data.num_workers)
         acc = ClusterAccumulator(emotions)
-        loader = torch.utils.data.DataLoader(ClipImages(training_set), batch_size=run.cluster_batch_size,
-                                             num_workers=recipe.data.num_workers)
         with torch.no_grad():
             for pixels, emotion_index in loader:
                 keep = emotion_index >= 0
                 tokens = image_tokens(vision, pixels[keep].to(accelerator.device, weight_dtype))  # (b, T, Dv)
                 acc.add(tokens, [emotions[int(k)] for k in emotion_index[keep]])
-        acc.finish().save(clusters_path)
+        token_shape = ((vision.config.image_size // vision.config.patch_size) ** 2 + 1, vision.config.hidden_size)
+        totals = [accelerator.reduce(t.to(accelerator.device), "sum") for t in acc.totals(token_shape)]
+        if main:
+            ClusterAccumulator.from_totals(emotions, *totals).finish().save(clusters_path)
     accelerator.wait_for_everyone()
-    clusters = EmotionClusters.load(clusters_path)
+    clusters = EmotionClusters.load(clusters_path) if main else None  # only rank 0 samples (validation, card)
 
     # ---- resume ---------------------------------------------------------------------------------------------------
     step, position = 0, 0
@@ -289,7 +294,7 @@ def train(
             "samples_seen": position,
             "text_dim": text_dim,
             "image_dim": image_dim,
-            "image_tokens": int(clusters.mean[emotions[0]].shape[0]),
+            "image_tokens": int(clusters.mean[emotions[0]].shape[0]),  # CLS + patches per image
             "oversampling": {"before": before, "after": after},
             "steps_per_second": (step - first_step) / elapsed if elapsed > 0 and step > first_step else None,
             "recipe": to_dict(recipe),
