@@ -61,6 +61,18 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
+def _log_to_console() -> None:
+    """emotrain's own INFO messages (emotions, oversampling counts, resume point) on the console, rank 0 only."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    log = logging.getLogger("emotrain")
+    if _is_main_process() and not log.handlers:
+        log.addHandler(RichHandler(show_path=False, show_time=False))
+        log.setLevel(logging.INFO)
+
+
 def _mix_or_emotion(emotion: Optional[str], mix: Optional[str]):
     from emotrain.generate import parse_mix
 
@@ -91,6 +103,7 @@ def fit(
     except ConfigError as err:
         _fail(err)
     _quiet_libraries()
+    _log_to_console()
     total = max_steps or parsed.optim.max_steps
     bar = _progress_bar("steps", {"loss": 0})
     task = bar.add_task("fit", total=total, loss="-")
@@ -104,7 +117,7 @@ def fit(
     try:
         with bar:
             run = train(parsed, dataset, out, max_steps=max_steps, resume=resume, progress=progress)
-    except (DatasetError, ConfigError, FileNotFoundError, ValueError) as err:
+    except (DatasetError, ConfigError, OSError, ValueError) as err:  # OSError: a model or file that cannot be loaded
         _fail(err)
     rate = ""
     if "first" in timing and timing["last"][0] > timing["first"][0]:
@@ -140,7 +153,7 @@ def generate(
             paths = run_generate(model, target, n, seed, out, prompt=prompt, steps=steps, guidance=guidance,
                                  batch_size=batch_size, device=device,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         _fail(err)
     typer.echo(f"wrote {len(paths)} images and a grid to {out}")
 
@@ -161,7 +174,7 @@ def export(
     _quiet_libraries()
     try:
         paths = export_run(model, _mix_or_emotion(emotion, mix), out, fmt, token, num_vectors)
-    except (FileNotFoundError, ValueError) as err:
+    except (OSError, ValueError) as err:
         _fail(err)
     for path in paths:
         typer.echo(str(path))

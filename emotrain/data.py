@@ -33,6 +33,15 @@ class DatasetError(ValueError):
 
 def load_training_dataset(source: str, split: str = "train") -> "datasets.Dataset":
     """A `datasets.Dataset` from a Hub id, a `load_dataset`-able folder, or a `save_to_disk` folder."""
+    try:
+        return _load(source, split)
+    except DatasetError:
+        raise
+    except Exception as err:  # noqa: BLE001 - datasets raises many kinds; the user needs the source and the reason
+        raise DatasetError(f"could not load dataset {source!r} (split {split!r}): {type(err).__name__}: {err}") from err
+
+
+def _load(source: str, split: str) -> "datasets.Dataset":
     import datasets
 
     path = Path(source)
@@ -45,7 +54,7 @@ def load_training_dataset(source: str, split: str = "train") -> "datasets.Datase
                 ds = ds[split]
             return ds
         return datasets.load_dataset(str(path), split=split)
-    if "/" not in source:
+    if source.count("/") != 1 or source.startswith((".", "/", "~")):
         raise DatasetError(f"dataset {source!r} is neither an existing folder nor a Hub id (user/name)")
     return datasets.load_dataset(source, split=split)
 

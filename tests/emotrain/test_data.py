@@ -64,3 +64,20 @@ def test_sampler_resumes_and_shards():
     second = [next(other) for _ in range(4)]
     # rank 0 reads positions 0-1, rank 1 positions 2-3 of the same permutation: four distinct rows
     assert len({r for r, _ in first[:2] + second[:2]}) == 4
+
+
+def test_parquet_folder_and_dataset_dict_and_missing(tmp_path, tiny_dataset):
+    import datasets
+
+    ds = load_training_dataset(tiny_dataset)
+    (tmp_path / "pq" / "data").mkdir(parents=True)
+    ds.to_parquet(str(tmp_path / "pq" / "data" / "train-00000-of-00001.parquet"))  # the layout of a published dataset
+    assert len(validate(load_training_dataset(str(tmp_path / "pq")), DataConfig()).labels) == 24
+    datasets.DatasetDict({"train": ds, "test": ds.select(range(4))}).save_to_disk(str(tmp_path / "dd"))
+    assert len(load_training_dataset(str(tmp_path / "dd"), "test")) == 4
+    with pytest.raises(DatasetError, match="no split 'val'; splits: train, test"):
+        load_training_dataset(str(tmp_path / "dd"), "val")
+    with pytest.raises(DatasetError, match="neither an existing folder nor a Hub id"):
+        load_training_dataset(str(tmp_path / "nothing"))
+    with pytest.raises(DatasetError, match="could not load dataset 'nobody/no-such-dataset'"):
+        load_training_dataset("nobody/no-such-dataset")  # HF_HUB_OFFLINE=1 in tests: fails fast, no traffic
