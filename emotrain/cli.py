@@ -155,7 +155,7 @@ def generate(
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     except (OSError, ValueError) as err:
         _fail(err)
-    typer.echo(f"wrote {len(paths)} images and a grid to {out}")
+    typer.echo(f"wrote {len(paths)} images to {out} and a grid to {out / 'grids'}")
 
 
 @app.command()

@@ -193,7 +193,9 @@ def generate(
     progress: Callable[[int, int], None] | None = None,
     sampler: EmotionSampler | None = None,
 ) -> list[Path]:
-    """Write n images (`{stem}_{i:05d}.png`) plus `{stem}_grid.png` into out_dir and return the n image paths.
+    """Write n images (`{stem}_{i:05d}.png`) into out_dir plus a grid `grids/{stem}.png`; return the n image paths.
+
+    The grid sits in a subfolder so that out_dir holds only generated images (eval reads every *.png there).
 
     `emotion` is a name or a {name: weight} mix (fusion); `prompt` a neutral prompt for emotion transfer. Image i uses
     seed `index_seed(seed, i)`, so indices already on disk are skipped and a rerun completes the set identically.
@@ -226,5 +228,6 @@ def generate(
         done += len(chunk)
         if progress:
             progress(done, n)
-    save_grid([Image.open(p).convert("RGB") for p in paths[:GRID_MAX]], out / f"{stem}_grid.png")
+    (out / "grids").mkdir(exist_ok=True)
+    save_grid([Image.open(p).convert("RGB") for p in paths[:GRID_MAX]], out / "grids" / f"{stem}.png")
     return paths

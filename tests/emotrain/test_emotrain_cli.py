@@ -24,7 +24,7 @@ def test_fit_generate_export(tmp_path, tiny_dataset):
     result = runner.invoke(app, ["generate", "--model", str(run), "--emotion", "awe", "-n", "2", "--steps", "2",
                                  "--out", str(tmp_path / "img")])
     assert result.exit_code == 0, result.output
-    assert len(list((tmp_path / "img").glob("awe_s0_0000*.png"))) == 2 and (tmp_path / "img" / "awe_s0_grid.png").exists()
+    assert len(list((tmp_path / "img").glob("awe_s0_0000*.png"))) == 2 and (tmp_path / "img" / "grids" / "awe_s0.png").exists()
 
     result = runner.invoke(app, ["generate", "--model", str(run), "--mix", "awe:0.5,anger:0.5", "--prompt", "a lake",
                                  "-n", "1", "--steps", "2", "--out", str(tmp_path / "img")])

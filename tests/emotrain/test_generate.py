@@ -18,7 +18,8 @@ def test_generate_writes_images_and_grid_and_resumes(tmp_path, trained_run, samp
     kw = dict(steps=2, guidance=3.0, batch_size=2, sampler=sampler)
     paths = generate(trained_run, "awe", 3, 0, tmp_path / "a", **kw)
     assert [p.name for p in paths] == ["awe_s0_00000.png", "awe_s0_00001.png", "awe_s0_00002.png"]
-    assert all(p.is_file() for p in paths) and (tmp_path / "a" / "awe_s0_grid.png").is_file()
+    assert all(p.is_file() for p in paths) and (tmp_path / "a" / "grids" / "awe_s0.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "a").glob("*.png")) == [p.name for p in paths]  # only images at top level
     assert Image.open(paths[0]).size == (32, 32)
     assert np.abs(_pixels(paths[0]) - _pixels(paths[1])).sum() > 0  # per-index seeds differ
     before = paths[0].stat().st_mtime_ns
