@@ -76,6 +76,8 @@ def train(
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     main = accelerator.is_main_process
+    if accelerator.device.type == "cpu" and run.cpu_threads:
+        torch.set_num_threads(run.cpu_threads)
     if main:
         out.mkdir(parents=True, exist_ok=True)
     resume_from = checkpoint.find(out / "checkpoints", resume) if resume else None
