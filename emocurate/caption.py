@@ -153,12 +153,13 @@ def downscale(image, max_side: int):
 
 # ---- cleaning -------------------------------------------------------------------------------------------------
 
+_THINK = re.compile(r"<think>.*?(?:</think>|$)", re.S)  # reasoning models' hidden thoughts
 _SPECIAL = re.compile(r"<\|[^|>]{1,40}\|>|</?s>|<(?:start|end)_of_turn>|\[/?INST\]|<unk>|<pad>")
 _ROLE = re.compile(r"^\s*(?:assistant|model|gpt)\s*[:\n]\s*", re.I)
 _LEAD_IN = re.compile(
     r"^\s*(?:(?:sure|okay|ok|certainly|of course)\s*[,!.:-]*\s*)?"
-    r"(?:here(?:'s| is)\s+(?:a|an|the|my)?\s*[^:\n]{0,60}?(?:caption|description|sentence)[^:\n]{0,40}:\s*"
-    r"|(?:[\w-]+\s+){0,3}(?:caption|description)\s*(?::|\n)\s*)",
+    r"(?:here(?:'s| is)\s+(?:a|an|the|my)?\s*[^:\n]{0,60}?(?:caption|description|sentence)[^:\n]{0,120}:\s*"
+    r"|(?:[\w-]+\s+){0,3}(?:caption|description)(?:\s+[\w-]+){0,3}\s*(?::|\n)\s*)",
     re.I,
 )
 _MD_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
@@ -176,7 +177,7 @@ def clean_caption(raw: str, one_sentence: bool = True) -> str:
     With `one_sentence`, keep only the first sentence ("e.g.", "Mr.", "3.5" and initials do not end one).
     Returns "" when nothing is left (the caller records that as an error).
     """
-    text = _SPECIAL.sub(" ", raw or "")
+    text = _SPECIAL.sub(" ", _THINK.sub(" ", raw or ""))
     text = _CONTROL.sub("", text)
     text = _ROLE.sub("", text)
     text = _MD_LINK.sub(r"\1", text)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import email.utils
 import io
 import json
 import logging
 import os
 import random
-import threading
 import time
 
 from emocurate.caption import CaptionConfig, CaptionResult, downscale, finish, prompt_text
@@ -49,11 +49,9 @@ class OpenAICaptioner:
             asyncio.get_running_loop()
         except RuntimeError:
             return work()
-        box: list = []  # called from inside an event loop (a notebook): run ours in a thread
-        thread = threading.Thread(target=lambda: box.append(work()))
-        thread.start()
-        thread.join()
-        return box[0]
+        # called from inside an event loop (a notebook): run ours in a thread of its own
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(work).result()
 
     async def _caption_all(self, images: list, emotions: list[str | None]) -> list[CaptionResult]:
         import aiohttp
@@ -69,17 +67,19 @@ class OpenAICaptioner:
             return list(await asyncio.gather(*tasks))
 
     async def _one(self, session, limit: asyncio.Semaphore, image, emotion: str | None, key: str | None) -> CaptionResult:
-        try:
-            if image is None:
-                raise ValueError("no image")
-            body = self._body(image, emotion)
-        except Exception as err:  # noqa: BLE001  recorded for this image only
-            return CaptionResult(None, f"{type(err).__name__}: {err}", None)
         async with limit:
+            try:
+                if image is None:
+                    raise ValueError("no image")
+                body = await asyncio.to_thread(self._body, image, emotion)  # JPEG encoding overlaps other requests' waits
+            except Exception as err:  # noqa: BLE001  recorded for this image only
+                return CaptionResult(None, f"{type(err).__name__}: {err}", None)
             try:
                 raw = await self._post(session, body, key)
             except RequestFailed as err:
                 return CaptionResult(None, _redact(str(err), key), None)
+            except Exception as err:  # noqa: BLE001  e.g. an undecodable body: this image's error, not the batch's
+                return CaptionResult(None, _redact(f"{type(err).__name__}: {err}", key), None)
         return finish(raw, self.cfg.one_sentence)
 
     def _body(self, image, emotion: str | None) -> dict:

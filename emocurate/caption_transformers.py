@@ -74,7 +74,8 @@ class TransformersCaptioner:
 
     def _generate(self, images: list, texts: list[str]) -> list[str]:
         torch = self._torch
-        batch = self.processor(text=texts, images=images, return_tensors="pt", padding=True).to(self.device)
+        batch = self.processor(text=texts, images=images, return_tensors="pt", padding=True)
+        batch = batch.to(self.device, dtype=self.model.dtype)  # casts only floating tensors (pixels), ids stay int
         sampling = self.cfg.temperature > 0
         options = dict(do_sample=True, temperature=self.cfg.temperature) if sampling else dict(
             do_sample=False, temperature=None, top_p=None, top_k=None

@@ -20,6 +20,7 @@ from emocurate.tiny import resolve
 log = logging.getLogger(__name__)
 
 BACKENDS = ("clip-zeroshot", "clip-probe", "hf")
+DEFAULT_CLIP = "openai/clip-vit-large-patch14"
 
 _NOUN_ADJ = {
     "amusement": ("amusement", "funny"),
@@ -48,7 +49,7 @@ DEFAULT_PROMPTS: dict[str, list[str]] = {
 class ClassifyConfig:
     backend: Literal["clip-zeroshot", "clip-probe", "hf"] = "clip-zeroshot"
     """clip-zeroshot: prompts per emotion; clip-probe: a trained linear head (`probe`); hf: an image-classification model."""
-    model: str = "openai/clip-vit-large-patch14"
+    model: str = DEFAULT_CLIP
     """A CLIP model id or folder (zeroshot, probe), or an image-classification model whose labels are emotion names (hf)."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) of `model`."""
@@ -66,6 +67,8 @@ class ClassifyConfig:
             raise ValueError(f"classify.backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
         if not isinstance(self.model, str) or not self.model:
             raise ValueError("classify.model must name a model (Hub id or local folder)")
+        if self.backend == "hf" and self.model == DEFAULT_CLIP:
+            raise ValueError("classify.backend=hf needs classify.model=an image-classification model whose labels are emotion names")
         if self.backend == "clip-probe" and not self.probe:
             raise ValueError("classify.backend=clip-probe needs classify.probe=FOLDER (made by `emocurate train-classifier`)")
         conf = self.min_confidence
@@ -163,7 +166,7 @@ class ProbeClassifier:
                 f"probe {cfg.probe} expects {probe.embedding_dim}-d embeddings from {probe.clip_model}, but classify.model="
                 f"{cfg.model} gives {self.encoder.dim}-d; set classify.model={probe.clip_model}"
             )
-        self.probe, self.emotions = probe, emotions
+        self.probe, self.probe_dir, self.emotions = probe, str(cfg.probe), emotions
         self.columns = [probe.emotions.index(e) for e in emotions]
         self.model_id, self.revision = cfg.model, self.encoder.revision
 

@@ -83,10 +83,13 @@ def save_probe(probe: Probe, folder: str | os.PathLike, metrics: dict | None = N
 
 
 def load_labelled_dataset(path_or_id: str, split: str = "train"):
-    """A `datasets.Dataset` from a `save_to_disk` folder, a local image/data folder, or a Hub dataset id."""
+    """A `datasets.Dataset` from EmoSet's official folder (train/val/test.json), a `save_to_disk` folder, a local
+    image/data folder (emotion-named subfolders give a `label` column), or a Hub dataset id."""
     import datasets
 
     path = Path(path_or_id)
+    if path.is_dir() and (path / f"{split}.json").is_file() and (path / "image").is_dir():
+        return _emoset_split(path, split)
     if path.is_dir() and any((path / f).is_file() for f in ("dataset_info.json", "state.json", "dataset_dict.json")):
         loaded = datasets.load_from_disk(str(path))
         if isinstance(loaded, datasets.DatasetDict):
@@ -98,6 +101,22 @@ def load_labelled_dataset(path_or_id: str, split: str = "train"):
         return datasets.load_dataset(str(path_or_id), split=split)
     except ValueError as err:  # e.g. an unknown split: keep the library's message, say which dataset
         raise ValueError(f"cannot load split {split!r} of {path_or_id}: {err}") from None
+
+
+def _emoset_split(root: Path, split: str):
+    """EmoSet-118K's official layout: {split}.json lists [emotion, id, image path, annotation path] per image."""
+    from datasets import Dataset, Image
+
+    entries = json.loads((root / f"{split}.json").read_text())
+    try:
+        emotions = [str(e[0]) for e in entries]
+        images = [str(root / e[2]) for e in entries]
+    except (IndexError, TypeError):
+        raise ValueError(f"{root / (split + '.json')} is not an EmoSet split list ([emotion, id, image, annotation] entries)") from None
+    missing = [p for p in images if not Path(p).is_file()]
+    if missing:
+        raise ValueError(f"{len(missing)} image(s) listed in {split}.json are missing, e.g. {missing[0]}")
+    return Dataset.from_dict({"image": images, "emotion": emotions}).cast_column("image", Image())
 
 
 def row_labels(dataset, label_column: str) -> list[str]:
@@ -164,12 +183,19 @@ def train_probe(
 
     encoder = HFClipEncoder(clip_model, clip_revision, device, embed_batch_size)
     subset = dataset.select(keep).select_columns([image_column])
-    chunks = []
+    chunks, readable, done = [], [], 0
     for batch in subset.iter(batch_size=embed_batch_size):
-        chunks.append(encoder.images(batch[image_column]))  # (B, D)
+        present = [j for j, image in enumerate(batch[image_column]) if image is not None]  # a null image is skipped
+        if present:
+            chunks.append(encoder.images([batch[image_column][j] for j in present]))  # (B', D)
+        readable += [done + j for j in present]
+        done += len(batch[image_column])
         if progress is not None:
-            progress(sum(len(c) for c in chunks), len(keep))
+            progress(done, len(keep))
+    if len(readable) < 2:
+        raise ValueError(f"need at least 2 rows with an image; found {len(readable)}")
     x = np.concatenate(chunks)  # (N, D) unit vectors, computed once
+    y = y[readable]
 
     order = np.random.default_rng(seed).permutation(len(y))
     n_val = int(round(len(y) * val_fraction))
@@ -178,17 +204,7 @@ def train_probe(
     z = torch.from_numpy((x - mean) / std).float()
     target = torch.from_numpy(y)
 
-    torch.manual_seed(seed)
-    head = torch.nn.Linear(x.shape[1], len(emotions))
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
-    gen = torch.Generator().manual_seed(seed)
-    train_idx = torch.from_numpy(train)
-    for _ in range(epochs):
-        for step in train_idx[torch.randperm(len(train_idx), generator=gen)].split(batch_size):
-            loss = torch.nn.functional.cross_entropy(head(z[step]), target[step])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+    head = _fit_head(z, target, torch.from_numpy(train), len(emotions), epochs, lr, weight_decay, batch_size, seed)
 
     with torch.no_grad():
         pred = head(z).argmax(dim=1).numpy()  # (N,)
@@ -196,6 +212,7 @@ def train_probe(
         "train_accuracy": float((pred[train] == y[train]).mean()),
         "val_accuracy": float((pred[val] == y[val]).mean()) if n_val else None,
         "n_train": int(len(train)), "n_val": int(n_val), "n_skipped": len(labels) - len(keep),
+        "n_without_image": len(keep) - len(readable),
         "counts": {e: int((y == k).sum()) for k, e in enumerate(emotions)},
         "epochs": epochs, "lr": lr, "seed": seed, "image_column": image_column, "label_column": label_column,
     }
@@ -204,3 +221,29 @@ def train_probe(
                   mean.astype(np.float32), std.astype(np.float32))
     save_probe(probe, out_dir, metrics)
     return metrics
+
+
+def _fit_head(z, target, train_idx, n_classes: int, epochs: int, lr: float, weight_decay: float, batch_size: int, seed: int):
+    """AdamW minibatches of cross-entropy on (N, D) standardised features; a (K, D) linear head comes back.
+
+    Runs on one CPU thread: steps this small spend more time synchronising threads than computing (measured here:
+    4 ms/step on 1 thread vs 74 ms/step on 2 busy cores for 94k x 768 features, batch 256).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(seed)
+        head = torch.nn.Linear(z.shape[1], n_classes)
+        opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(epochs):
+            for step in train_idx[torch.randperm(len(train_idx), generator=gen)].split(batch_size):
+                loss = torch.nn.functional.cross_entropy(head(z[step]), target[step])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return head
+    finally:
+        torch.set_num_threads(threads)

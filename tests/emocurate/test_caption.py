@@ -93,6 +93,10 @@ def test_downscale_caps_the_longer_side():
     ('The sign reads "danger" in red letters.', 'The sign reads "danger" in red letters.'),
     ("A woman smiles (softly.) Then she leaves.", "A woman smiles (softly.)"),
     ("\x08creloom\ufffd co", "creloom co"),
+    ("<think>The user wants one sentence. Fear: dark.</think>\nA dark hallway.", "A dark hallway."),
+    ("Caption for the image: A dark hallway.", "A dark hallway."),
+    ("Here's a one-sentence caption that vividly describes the visual details and conveys the emotion of fear:\n"
+     "A dark hallway.", "A dark hallway."),
     ("   ", ""),
     ("<|im_end|>", ""),
     ('""', ""),
@@ -156,6 +160,15 @@ def test_one_bad_image_is_a_result_not_an_exception(tiny_captioner):
     assert tiny_captioner.caption([], []) == []
 
 
+def test_batched_generation_equals_one_by_one(tiny_captioner):
+    # prompts of different lengths (emotion words, image sizes -> image tokens): only left padding keeps them equal
+    images = [Image.new("RGB", (120, 80), "red"), Image.new("RGB", (30, 30), "blue"), Image.new("RGB", (56, 200), "green")]
+    emotions = ["contentment", "awe", "excitement"]
+    batched = tiny_captioner.caption(images, emotions)
+    single = load_captioner(CaptionConfig(model="tiny:captioner", device="cpu", batch_size=1, max_new_tokens=12))
+    assert [r.raw for r in single.caption(images, emotions)] == [r.raw for r in batched]
+
+
 def test_sampling_is_seeded():
     cfg = dict(model="tiny:captioner", device="cpu", max_new_tokens=10, temperature=1.0)
     a = load_captioner(CaptionConfig(seed=1, **cfg)).caption(colours()[:2], ["awe", "fear"])
@@ -176,6 +189,7 @@ class FakeChatServer:
     def __init__(self):
         self.requests: list[dict] = []
         self.lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -186,11 +200,21 @@ class FakeChatServer:
                 pass
 
             def do_POST(self):
+                with outer.lock:
+                    outer.in_flight += 1
+                    outer.max_in_flight = max(outer.max_in_flight, outer.in_flight)
+                try:
+                    self.handle_chat()
+                finally:
+                    with outer.lock:
+                        outer.in_flight -= 1
+
+            def handle_chat(self):
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 content = body["messages"][0]["content"]
                 prompt = next(p["text"] for p in content if p["type"] == "text")
                 image_url = next(p["image_url"]["url"] for p in content if p["type"] == "image_url")
-                emotion = next((e for e in ("amusement", "awe", "contentment", "anger", "fear", "sadness", "disgust")
+                emotion = next((e for e in ("amusement", "awe", "contentment", "excitement", "anger", "fear", "sadness", "disgust")
                                 if f"emotion of {e}" in prompt), None)
                 with outer.lock:
                     n = sum(r["emotion"] == emotion for r in outer.requests)
@@ -204,7 +228,17 @@ class FakeChatServer:
                 if emotion == "anger":  # a server that echoes the auth header in its error: must be redacted
                     return self.reply(400, {"error": {"message": f"bad image (auth was {self.headers.get('Authorization')})"}})
                 if emotion == "fear":
-                    time.sleep(1.0)
+                    time.sleep(2.0)
+                if emotion == "sadness":
+                    time.sleep(0.2)
+                if emotion == "excitement":  # a broken server: 200 with a body that is not JSON (nor UTF-8)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                    body = b"\xff\xfe{oops"
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
                 if emotion == "disgust":
                     return self.reply(200, {"choices": [{"message": {"role": "assistant", "content": "  **  **  "}}]})
                 text = f'Caption: "A {emotion or "plain"} scene glows softly." Extra sentence.'
@@ -248,10 +282,10 @@ def test_openai_backend_retries_records_and_never_leaks_the_key(server, monkeypa
     monkeypatch.setenv("EMOCURATE_TEST_KEY", SECRET)
     caplog.set_level(logging.DEBUG)
     cfg = CaptionConfig(backend="openai", model="served-model", base_url=server.url, api_key_env="EMOCURATE_TEST_KEY",
-                        concurrency=4, timeout_s=0.4, max_retries=2, retry_base_s=0.05, max_image_side=64)
+                        concurrency=4, timeout_s=0.8, max_retries=2, retry_base_s=0.05, max_image_side=64)
     captioner = load_captioner(cfg)
-    images = [Image.new("RGB", (400, 200), c) for c in ("red", "blue", "green", "gray", "black", "white", "yellow")]
-    emotions = ["amusement", "awe", "contentment", "anger", "fear", "disgust", None]
+    images = [Image.new("RGB", (400, 200), c) for c in ("red", "blue", "green", "gray", "black", "white", "yellow", "pink")]
+    emotions = ["amusement", "awe", "contentment", "anger", "fear", "disgust", None, "excitement"]
     results = captioner.caption(images, emotions)
 
     assert results[0] == CaptionResult("A amusement scene glows softly.", None,
@@ -259,10 +293,11 @@ def test_openai_backend_retries_records_and_never_leaks_the_key(server, monkeypa
     assert results[1].text == "A awe scene glows softly." and server.count("awe") == 2  # 429, then success
     assert results[2].text == "A contentment scene glows softly." and server.count("contentment") == 2  # 500, then success
     assert results[3].text is None and results[3].error.startswith("HTTP 400: bad image") and server.count("anger") == 1
-    assert "timeout after 0.4 s" in results[4].error and "3 attempts" in results[4].error and server.count("fear") == 3
+    assert "timeout after 0.8 s" in results[4].error and "3 attempts" in results[4].error and server.count("fear") == 3
     assert results[5] == CaptionResult(None, "empty caption", "  **  **  ")
     assert "needs the image's emotion" in results[6].error and server.count(None) == 0
-    assert captioner.requests_sent == len(server.requests) == 1 + 2 + 2 + 1 + 3 + 1
+    assert results[7].text is None and results[7].error and server.count("excitement") == 1  # recorded, not retried
+    assert captioner.requests_sent == len(server.requests) == 1 + 2 + 2 + 1 + 3 + 1 + 1
 
     # every request carried the key in its header, and the image as a downscaled JPEG data URL
     assert {r["auth"] for r in server.requests} == {f"Bearer {SECRET}"}
@@ -287,6 +322,17 @@ def test_openai_backend_sends_no_auth_header_without_a_key(server, monkeypatch):
     assert results[0].text == "A plain scene glows softly." and server.requests[0]["auth"] is None
 
 
+def test_openai_backend_works_when_called_inside_an_event_loop(server):
+    import asyncio
+
+    captioner = load_captioner(CaptionConfig(backend="openai", base_url=server.url))
+
+    async def notebook_cell():  # Jupyter runs cells inside a loop; asyncio.run() alone would refuse
+        return captioner.caption([Image.new("RGB", (10, 10))], ["amusement"])
+
+    assert asyncio.run(notebook_cell())[0].text == "A amusement scene glows softly."
+
+
 def test_openai_backend_honours_retry_after_over_its_own_backoff(server):
     # a 30 s backoff would blow the time budget below: the server's Retry-After: 0 must win
     cfg = CaptionConfig(backend="openai", base_url=server.url, retry_base_s=30.0, max_retries=1)
@@ -307,6 +353,16 @@ def test_openai_backend_connection_errors_are_retried_then_recorded():
     results = captioner.caption([Image.new("RGB", (10, 10))] * 2, ["awe", "fear"])
     assert all(r.text is None and r.error.startswith("connection error") and "3 attempts" in r.error for r in results)
     assert captioner.requests_sent == 6
+
+
+def test_openai_backend_runs_requests_concurrently_within_the_bound(server):
+    cfg = CaptionConfig(backend="openai", base_url=server.url, concurrency=3)
+    start = time.monotonic()
+    results = load_captioner(cfg).caption([Image.new("RGB", (10, 10))] * 9, ["sadness"] * 9)
+    elapsed = time.monotonic() - start
+    assert all(r.text == "A sadness scene glows softly." for r in results)
+    assert server.max_in_flight == 3  # concurrent, and never more than `concurrency`
+    assert elapsed < 1.75  # 3 waves of 0.2 s; 9 requests one after another cannot take under 1.8 s
 
 
 def test_retry_after_parsing():

@@ -212,6 +212,7 @@ def test_hf_backend_rejects_non_emotion_labels(tiny_vit):
     (dict(min_confidence=-0.1), r"min_confidence must be in \[0, 1\]"),
     (dict(backend="svm"), "classify.backend must be one of clip-zeroshot, clip-probe, hf"),
     (dict(backend="clip-probe"), "needs classify.probe=FOLDER"),
+    (dict(backend="hf"), "classify.backend=hf needs classify.model=an image-classification model"),
     (dict(batch_size=0), "classify.batch_size must be an integer >= 1"),
     (dict(device="tpu"), "classify.device must be"),
     (dict(prompts={"joy": ["a happy dog"]}), "unknown emotion"),
@@ -236,3 +237,31 @@ def test_config_from_recipe_yaml(tmp_path):
 def test_unknown_emotion_rejected():
     with pytest.raises(ValueError, match="unknown emotion"):
         load_classifier(ClassifyConfig(model="tiny:clip"), ["awe", "joy"])
+
+
+def test_load_labelled_dataset_reads_emoset_official_layout(tmp_path):
+    rng = np.random.default_rng(0)
+    entries = []
+    for i, e in enumerate(["awe", "fear", "awe", "sadness"]):
+        (tmp_path / "image" / e).mkdir(parents=True, exist_ok=True)
+        colour_images(e, 1, rng)[0].save(tmp_path / "image" / e / f"{e}_{i}.jpg")
+        entries.append([e, f"{e}_{i}", f"image/{e}/{e}_{i}.jpg", f"annotation/{e}/{e}_{i}.json"])
+    (tmp_path / "train.json").write_text(json.dumps(entries[:3]))
+    (tmp_path / "val.json").write_text(json.dumps(entries[3:] + [["fear", "gone", "image/fear/gone.jpg", "x.json"]]))
+    train = load_labelled_dataset(str(tmp_path), "train")
+    assert train["emotion"] == ["awe", "fear", "awe"] and train[0]["image"].size == (24, 24)
+    with pytest.raises(ValueError, match=r"1 image\(s\) listed in val.json are missing"):
+        load_labelled_dataset(str(tmp_path), "val")
+
+
+def test_probe_skips_rows_without_an_image(tmp_path):
+    from datasets import Dataset, Features, Image as ImageFeature, Value
+
+    rng = np.random.default_rng(0)
+    images = colour_images("awe", 3, rng) + [None] + colour_images("fear", 3, rng)
+    labels = ["awe"] * 3 + ["fear"] * 4
+    dataset = Dataset.from_dict({"image": images, "emotion": labels},
+                                features=Features({"image": ImageFeature(), "emotion": Value("string")}))
+    metrics = train_probe(dataset, tmp_path / "p", clip_model="tiny:clip", device="cpu", emotions=("awe", "fear"),
+                          epochs=3, val_fraction=0.0, embed_batch_size=2)
+    assert metrics["n_without_image"] == 1 and metrics["n_train"] == 6 and metrics["counts"] == {"awe": 3, "fear": 3}
