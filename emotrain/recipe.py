@@ -139,6 +139,8 @@ class RunConfig:
     """Images per emotion in the model card's sample grids (0: no samples)."""
     cluster_batch_size: int = 32
     """Batch size of the CLIP image-embedding pass that builds the emotion clusters."""
+    allow_tf32: bool = True
+    """On Ampere+ GPUs, TF32 matmuls for the frozen models (faster; trained weights stay float32)."""
     cpu_threads: int | None = None
     """torch intra-op threads when training on CPU (None: torch's default). Tiny models on busy shared cores run
     many times faster with 1."""

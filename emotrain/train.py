@@ -1,7 +1,8 @@
 """CoEmoGen training, written out top to bottom (diffusers-example style) with accelerate.
 
 Frozen: VAE, CLIP image encoder, text encoder, UNet. Trained: Neuro-symbolic Mapper, Visual-perception Encoder, HiLoRA.
-Loss: L_LDM + lambda * L_SEM. Single GPU, multi-GPU and multi-node through `accelerate launch` with no code change.
+Loss: L_LDM + lambda * L_SEM. Single GPU, multi-GPU and multi-node through `accelerate launch` with no code change
+(multi-node needs the run folder on a shared filesystem). Attention runs through diffusers' default SDPA processor.
 It does not parse the command line (cli.py) or sample for users (generate.py).
 """
 
@@ -78,6 +79,8 @@ def train(
     main = accelerator.is_main_process
     if accelerator.device.type == "cpu" and run.cpu_threads:
         torch.set_num_threads(run.cpu_threads)
+    if accelerator.device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = run.allow_tf32
     if main:
         out.mkdir(parents=True, exist_ok=True)
     resume_from = checkpoint.find(out / "checkpoints", resume) if resume else None
