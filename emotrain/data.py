@@ -105,11 +105,13 @@ def validate(ds: "datasets.Dataset", cfg: "DataConfig", check_images: bool | Non
         if not isinstance(caption, str) or not caption.strip():
             problems.setdefault("empty or missing captions", []).append(f"row {i}: {caption!r}")
     if cfg.validate_images if check_images is None else check_images:
-        with ThreadPoolExecutor(workers) as pool:
-            reasons = pool.map(lambda row: _image_problem(row[cfg.image_column]), ds.select_columns([cfg.image_column]))
-            for i, reason in enumerate(reasons):
-                if reason:
-                    problems.setdefault("undecodable images", []).append(f"row {i}: {reason}")
+        images = ds.select_columns([cfg.image_column])
+        with ThreadPoolExecutor(workers) as pool:  # a chunk at a time: never every image's bytes in memory at once
+            for start in range(0, len(images), 256):
+                cells = images[start:start + 256][cfg.image_column]
+                for i, reason in enumerate(pool.map(_image_problem, cells), start):
+                    if reason:
+                        problems.setdefault("undecodable images", []).append(f"row {i}: {reason}")
     if problems:
         lines = [f"dataset has {sum(map(len, problems.values()))} problem(s) in {len(ds)} rows; fix them and rerun:"]
         for kind, rows in problems.items():
