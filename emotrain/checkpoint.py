@@ -53,8 +53,11 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(accelerator, folder: Path, step: int, position: int, modules: dict, optimizer, keep: int) -> Path:
-    """Write checkpoint-`step` atomically (every rank writes its RNG state) and keep the newest `keep` checkpoints."""
+def save(accelerator, folder: Path, step: int, position: int, modules: dict, optimizer, keep: int,
+         extra: dict | None = None) -> Path:
+    """Write checkpoint-`step` atomically (every rank writes its RNG state) and keep the newest `keep` checkpoints.
+
+    `extra` (JSON-able, e.g. the emotions) is stored in state.json for the resuming run to check."""
     from safetensors.torch import save_file
 
     final = folder / f"{PREFIX}{step}"
@@ -72,7 +75,7 @@ def save(accelerator, folder: Path, step: int, position: int, modules: dict, opt
             torch.save(accelerator.scaler.state_dict(), tmp / "scaler.pt")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        state = {"step": step, "position": position, "num_processes": accelerator.num_processes}
+        state = {"step": step, "position": position, "num_processes": accelerator.num_processes, **(extra or {})}
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")  # written last
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)

@@ -173,8 +173,14 @@ def train(
 
     # ---- resume ---------------------------------------------------------------------------------------------------
     step, position = 0, 0
+    micro_batch = optim.batch_size * accelerator.num_processes  # samples read per micro-step, all ranks together
     if resume_from is not None:
         state, tensors = checkpoint.load(accelerator, resume_from)
+        if state.get("emotions", emotions) != emotions or state.get("micro_batch", micro_batch) != micro_batch:
+            raise ValueError(
+                f"checkpoint {resume_from} was trained on emotions {state.get('emotions')} with a global micro-batch of "
+                f"{state.get('micro_batch')}; this run has {emotions} and {micro_batch}: resume with the same data "
+                "and batch settings, or start a new run folder")
         load_hilora_state_dict(unet, tensors["hilora"])
         mapper.load_state_dict(tensors["mapper"])
         encoder.load_state_dict(tensors["encoder"])
@@ -197,7 +203,6 @@ def train(
                                          num_workers=recipe.data.num_workers,
                                          generator=torch.Generator().manual_seed(run.seed))  # leaves the global RNG alone
     data = iter(loader)
-    micro_batch = optim.batch_size * accelerator.num_processes
 
     def emotion_sampler() -> EmotionSampler:
         pipe = make_pipeline(vae, text_encoder, tokenizer, raw_unet, noise_scheduler.config)
@@ -274,7 +279,8 @@ def train(
         if step % run.checkpoint_every == 0 or step == total_steps:
             modules = {"hilora": hilora_state_dict(raw_unet), "mapper": accelerator.unwrap_model(mapper).state_dict(),
                        "encoder": accelerator.unwrap_model(encoder).state_dict()}
-            checkpoint.save(accelerator, out / "checkpoints", step, position, modules, optimizer, run.keep_checkpoints)
+            checkpoint.save(accelerator, out / "checkpoints", step, position, modules, optimizer, run.keep_checkpoints,
+                            extra={"emotions": emotions, "micro_batch": micro_batch})
         if run.validate_every and step % run.validate_every == 0 and main:
             validation_grid(step)
     elapsed = time.perf_counter() - started
