@@ -55,6 +55,11 @@ emotrain generate --model . --emotion {{ config.emotions[0] }} --prompt "a city 
 emotrain export --model . --emotion {{ config.emotions[0] }} --format diffusers --out lora/   # a stock diffusers LoRA + embedding
 ```
 
+## Limitations
+
+Emotions are subjective and culture-dependent; the model reflects the images and captions of its training data and
+inherits Stable Diffusion 1.5's biases and licence terms. Check the training data's licence before sharing outputs.
+
 Files: `hilora.safetensors` (emotion and polarity LoRAs), `mapper/` and `encoder/` (diffusers `from_pretrained`),
 `emotion_clusters.safetensors` (per-emotion Gaussian over CLIP image tokens), `config.json` (every hyperparameter).
 """

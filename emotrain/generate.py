@@ -6,6 +6,7 @@ Images are written one file per index with a deterministic per-index seed, so a 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -137,6 +138,19 @@ def load_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler
     return EmotionSampler(pipe, mapper.eval(), encoder.eval(), clusters, config["emotions"], recipe.conditioning.prompt)
 
 
+@functools.lru_cache(maxsize=1)
+def _cached_run(model_dir: str, stamp: float, device: str | None) -> EmotionSampler:
+    return load_run(model_dir, device)
+
+
+def cached_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler:
+    """`load_run`, kept for the next call with the same run and device (e.g. one `generate` call per emotion).
+    A retrained run (newer hilora.safetensors) is loaded afresh; only one run is kept."""
+    path = Path(model_dir).resolve()
+    stamp = (path / "hilora.safetensors").stat().st_mtime if (path / "hilora.safetensors").exists() else 0.0
+    return _cached_run(str(path), stamp, device)
+
+
 def parse_mix(text: str) -> dict[str, float]:
     """'amusement:0.5,awe:0.5' -> {'amusement': 0.5, 'awe': 0.5}; a bare name has weight 1."""
     mix: dict[str, float] = {}
@@ -199,7 +213,8 @@ def generate(
 
     `emotion` is a name or a {name: weight} mix (fusion); `prompt` a neutral prompt for emotion transfer. Image i uses
     seed `index_seed(seed, i)`, so indices already on disk are skipped and a rerun completes the set identically.
-    `progress(done, total)` is called after each batch. `sampler` reuses an already loaded model.
+    `progress(done, total)` is called after each batch. `sampler` reuses an already loaded model; otherwise the
+    last loaded run is reused when model_dir and device are the same (see `cached_run`).
     """
     from PIL import Image
 
@@ -212,7 +227,7 @@ def generate(
     todo = [i for i, p in enumerate(paths) if not p.exists()]
     mix = {emotion: 1.0} if isinstance(emotion, str) else dict(emotion)
     if todo:
-        sampler = sampler or load_run(model_dir, device)
+        sampler = sampler or cached_run(model_dir, device)
         sampler_emotions = set(sampler.emotions)
         unknown = [e for e in mix if e not in sampler_emotions]
         if unknown:

@@ -84,6 +84,8 @@ def train(
     if main:
         out.mkdir(parents=True, exist_ok=True)
     resume_from = checkpoint.find(out / "checkpoints", resume) if resume else None
+    if resume_from is None and (checkpoint.checkpoints(out / "checkpoints") or (out / "config.json").exists()):
+        raise ValueError(f"{out} already holds a run: continue it with --resume latest, or train into a new folder")
 
     # ---- data: load, validate (one error listing every problem), oversample --------------------------------------
     validated = validate(load_training_dataset(dataset, recipe.data.split), recipe.data)
@@ -153,7 +155,8 @@ def train(
     clip_size = int(getattr(crop, "height", None) or crop["height"])
     training_set = TrainingSet(validated, recipe.data, tokenizer, clip_size, processor.image_mean, processor.image_std)
     clusters_path = out / "emotion_clusters.safetensors"
-    if not broadcast_object_list([clusters_path.exists()])[0]:  # rank 0's view of the (shared) run folder decides
+    reuse = resume_from is not None and clusters_path.exists()  # a fresh run always recomputes them
+    if not broadcast_object_list([reuse])[0]:  # rank 0's view of the (shared) run folder decides
         # Each rank embeds a shard of the images; the float64 sums are added up across ranks.
         shard = range(accelerator.process_index, len(training_set), accelerator.num_processes)
         loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ClipImages(training_set), list(shard)),

@@ -77,3 +77,8 @@ def test_ablations_train(tmp_path, tiny_dataset):
     run = train(tiny_recipe("optim.max_steps=1", "loss.semantic_type=mse", "hilora.emotion_loras=false",
                             "emotion_input=learnable"), tiny_dataset, tmp_path / "b")
     assert not any(".emotion." in k for k in load_file(str(run / "hilora.safetensors")))
+
+
+def test_fresh_run_into_a_used_folder_is_refused(trained_run, tiny_dataset):
+    with pytest.raises(ValueError, match="already holds a run: continue it with --resume latest"):
+        train(tiny_recipe("optim.max_steps=1"), tiny_dataset, trained_run)
