@@ -88,7 +88,9 @@ def train(
         raise ValueError(f"{out} already holds a run: continue it with --resume latest, or train into a new folder")
 
     # ---- data: load, validate (one error listing every problem), oversample --------------------------------------
-    validated = validate(load_training_dataset(dataset, recipe.data.split), recipe.data)
+    with accelerator.main_process_first():  # one download; the other ranks read the datasets cache
+        raw = load_training_dataset(dataset, recipe.data.split)
+    validated = validate(raw, recipe.data)
     emotions = validated.emotions
     if recipe.data.oversample:
         indices, before, after = oversample(validated.labels, emotions, run.seed)
@@ -100,17 +102,19 @@ def train(
         (out / "oversampling.json").write_text(json.dumps({"before": before, "after": after, "seed": run.seed}, indent=2) + "\n")
 
     # ---- models: frozen VAE / text encoder / UNet / CLIP image encoder; trained Mapper, Encoder, HiLoRA ----------
-    base, rev = resolve(recipe.model.pretrained), recipe.model.revision
-    clip_id, clip_rev = resolve(recipe.model.clip), recipe.model.clip_revision
-    tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", revision=rev)
-    text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", revision=rev)
-    vae = AutoencoderKL.from_pretrained(base, subfolder="vae", revision=rev)
-    unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", revision=rev)
-    noise_scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler", revision=rev)
-    clip = CLIPModel.from_pretrained(clip_id, revision=clip_rev)
-    vision, text_projection = clip.vision_model, clip.text_projection  # the text tower is SD's text encoder
-    processor = CLIPImageProcessor.from_pretrained(clip_id, revision=clip_rev)
-    del clip
+    # Rank 0 first: it downloads (or builds a tiny model) once; the other ranks then read the cache.
+    with accelerator.main_process_first():
+        base, rev = resolve(recipe.model.pretrained), recipe.model.revision
+        clip_id, clip_rev = resolve(recipe.model.clip), recipe.model.clip_revision
+        tokenizer = CLIPTokenizer.from_pretrained(base, subfolder="tokenizer", revision=rev)
+        text_encoder = CLIPTextModel.from_pretrained(base, subfolder="text_encoder", revision=rev)
+        vae = AutoencoderKL.from_pretrained(base, subfolder="vae", revision=rev)
+        unet = UNet2DConditionModel.from_pretrained(base, subfolder="unet", revision=rev)
+        noise_scheduler = DDPMScheduler.from_pretrained(base, subfolder="scheduler", revision=rev)
+        clip = CLIPModel.from_pretrained(clip_id, revision=clip_rev)
+        vision, text_projection = clip.vision_model, clip.text_projection  # the text tower is SD's text encoder
+        processor = CLIPImageProcessor.from_pretrained(clip_id, revision=clip_rev)
+        del clip
     weight_dtype = {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[run.mixed_precision]
     for module in (vae, text_encoder, unet, vision, text_projection):
         module.requires_grad_(False)
