@@ -32,7 +32,8 @@ def _is_main_process() -> bool:
 
 def _progress_bar(unit: str, fields: dict):
     """A rich bar with count, rate (unit/s), extra fields (e.g. loss), elapsed time and ETA (rank 0 only)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
     from rich.text import Text
 
     class Rate(ProgressColumn):
@@ -50,6 +51,7 @@ def _quiet_libraries() -> None:
     """Our bar is the progress display: silence transformers/diffusers loading bars and config chatter."""
     import warnings
 
+    import datasets
     import diffusers
     import transformers
 
@@ -57,6 +59,7 @@ def _quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
     diffusers.utils.logging.set_verbosity_error()
     diffusers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 

@@ -38,7 +38,8 @@ def load_training_dataset(source: str, split: str = "train") -> "datasets.Datase
     except DatasetError:
         raise
     except Exception as err:  # noqa: BLE001 - datasets raises many kinds; the user needs the source and the reason
-        raise DatasetError(f"could not load dataset {source!r} (split {split!r}): {type(err).__name__}: {err}") from err
+        hint = "" if Path(source).exists() else " (there is no local folder of that name either)"
+        raise DatasetError(f"could not load dataset {source!r} (split {split!r}){hint}: {type(err).__name__}: {err}") from err
 
 
 def _load(source: str, split: str) -> "datasets.Dataset":
