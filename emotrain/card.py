@@ -10,7 +10,9 @@ from pathlib import Path
 TEMPLATE = """---
 base_model: {{ config.base_model.id }}
 library_name: diffusers
-license: creativeml-openrail-m
+{% if hub_dataset %}datasets:
+- {{ hub_dataset }}
+{% endif %}license: creativeml-openrail-m
 tags:
 - stable-diffusion
 - text-to-image
@@ -39,6 +41,8 @@ with emotrain (coemogen-toolkit). It generates images that evoke a chosen emotio
 {% for e in config.emotions %}| {{ e }} | {{ config.polarity[e] }} | {{ config.oversampling.before[e] }} | {{ config.oversampling.after[e] }} |
 {% endfor %}
 ## Samples
+
+{{ config.recipe.run.samples_per_emotion }} images per emotion, {{ config.recipe.run.inference_steps }} DPM-Solver++ steps, guidance {{ config.recipe.run.guidance }}, v_i drawn from the emotion cluster.
 {% if samples %}
 {% for e, path in samples.items() %}
 ### {{ e }}
@@ -69,7 +73,10 @@ def write_card(out: Path, config: dict, samples: dict[str, str]) -> Path:
     """Render README.md into the run folder; `samples` maps emotion -> grid PNG path relative to the folder."""
     import jinja2
 
-    text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(TEMPLATE).render(config=config, samples=samples)
+    source = str(config["dataset"])
+    hub_dataset = source if source.count("/") == 1 and not Path(source).exists() and not source.startswith(".") else None
+    text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(TEMPLATE).render(
+        config=config, samples=samples, hub_dataset=hub_dataset)
     path = Path(out) / "README.md"
     path.write_text(text)
     return path
