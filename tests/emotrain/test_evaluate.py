@@ -1,0 +1,124 @@
+"""`evaluate` end to end on tiny backbones: known answers per emotion, results.json, report.md and the PNGs."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from emocurate.config import load
+from emotrain.eval_config import EvalConfig
+from emotrain.evaluate import check_weights, evaluate, find_images
+
+from eval_weights import noise_images, solid_images, write_alexnet, write_places, write_tiny_inception
+
+EMOTIONS = ("amusement", "fear")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    root = tmp_path_factory.mktemp("weights")
+    return {
+        "inception": write_tiny_inception(root / "inception.pt"),
+        "alexnet": write_alexnet(root / "alexnet.pth"),
+        "places": write_places(root / "places.pth.tar"),
+    }
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A real dataset (ClassLabel emotions, captions) and two models: `copy` = the real images, `other` = new noise.
+
+    In `other`, amusement holds 6 copies of one image (zero diversity) and fear 6 different ones: any pair that
+    crossed emotions would make amusement's LPIPS and Sem-D non-zero.
+    """
+    import datasets
+
+    root = tmp_path_factory.mktemp("data")
+    files, labels = [], []
+    for k, emotion in enumerate(EMOTIONS):
+        paths = noise_images(root / "copy" / emotion, 6, seed=10 + k)
+        files += paths
+        labels += [emotion] * len(paths)
+    features = datasets.Features({"image": datasets.Image(), "emotion": datasets.ClassLabel(names=list(EMOTIONS)),
+                                  "caption": datasets.Value("string")})
+    ds = datasets.Dataset.from_dict(
+        {"image": [str(p) for p in files], "emotion": labels, "caption": [f"a photo of {e}" for e in labels]},
+        features=features)
+    ds.save_to_disk(str(root / "real"))
+    solid_images(root / "other" / "amusement", (30, 160, 60), 6)  # six identical images
+    solid_images(root / "other" / "fear", (200, 50, 50), 6, jitter=40, seed=7)
+    return root
+
+
+def config(weights, data, tmp_path, metrics=("fid", "lpips", "sem_c", "sem_d", "clip_score")):
+    return load(EvalConfig, None, [
+        f"metrics=[{', '.join(metrics)}]", "device=cpu", f"real.dataset={data / 'real'}",
+        f"fid.inception={weights['inception']}", f"fid.cache_dir={tmp_path / 'stats'}", "fid.batch_size=4",
+        f"lpips.alexnet={weights['alexnet']}", "lpips.pairs=10", "sem_d.pairs=10", "clip.model=tiny:clip",
+        f"sem_c.places365={weights['places']}", "sem_c.places_arch=resnet18", "sem_c.imagenet=tiny:resnet",
+        "sem_c.image_size=32", "report.grid_images=3",
+    ])
+
+
+def test_evaluate_known_answers_and_outputs(weights, data, tmp_path):
+    cfg = config(weights, data, tmp_path)
+    bars = {}
+    results = evaluate(cfg, {"copy": data / "copy", "other": data / "other"}, tmp_path / "report",
+                       progress=lambda label, total: bars.setdefault(label, [total]).append)
+    copy, other = results["models"]["copy"], results["models"]["other"]
+    for emotion in EMOTIONS:  # generated == real images of that emotion
+        assert abs(copy["per_emotion"][emotion]["fid"]) < 1e-2
+    assert abs(copy["overall"]["fid"]) < 1e-2
+    assert other["overall"]["fid"] > 1.0
+    amusement, fear = other["per_emotion"]["amusement"], other["per_emotion"]["fear"]
+    assert amusement["lpips"] == pytest.approx(0, abs=1e-6) and amusement["sem_d"] == pytest.approx(0, abs=1e-9)
+    assert fear["lpips"] > 0 and fear["sem_d"] > 0 and fear["sem_d_cos"] > 0
+    assert amusement["lpips_pairs"] == 10 and amusement["sem_d_pairs"] == 10
+    assert other["overall"]["lpips"] == pytest.approx((amusement["lpips"] + fear["lpips"]) / 2)
+    for entry in (copy, other):
+        assert 0 < entry["overall"]["sem_c"] <= 1 and 0 <= entry["overall"]["clip_score"] <= 100
+        assert entry["overall"]["sem_c"] >= max(entry["overall"]["sem_c_places"], entry["overall"]["sem_c_imagenet"]) - 1e-9
+    # every progress bar was advanced to its total
+    assert {label: sum(v[1:]) for label, v in bars.items()} == {label: v[0] for label, v in bars.items()}
+
+    settings = results["settings"]
+    assert settings["real"]["images"] == {"amusement": 6, "fear": 6}
+    assert settings["backbones"]["fid"]["mode"] == "clean" and settings["backbones"]["fid"]["real_stats_cached"] == []
+    assert settings["backbones"]["clip_score"]["captions"]["fear"] == "column 'caption'"
+    assert settings["libraries"]["torch"] and settings["libraries"]["clean-fid"]
+    out = tmp_path / "report"
+    assert json.loads((out / "results.json").read_text())["models"]["other"]["overall"] == other["overall"]
+    report = (out / "report.md").read_text()
+    assert "| Method | FID↓ | LPIPS↑ | Emo-A↑ | Sem-C↑ | Sem-D↑" not in report  # Emo-A not run: no empty column
+    assert "| Method | FID↓ | LPIPS↑ | Sem-C↑ | Sem-D↑" in report and "| copy |" in report
+    assert "reported in the paper" in report and "clean-fid" in report
+    for name in ("metrics.png", "grid_amusement.png", "grid_fear.png"):
+        assert Image.open(out / name).size[0] > 100
+
+    # real statistics come from the cache the second time, with the same numbers
+    again = evaluate(config(weights, data, tmp_path, metrics=("fid",)), {"copy": data / "copy", "other": data / "other"},
+                     tmp_path / "report2")
+    assert again["settings"]["backbones"]["fid"]["real_stats_cached"] == list(EMOTIONS)
+    assert again["models"]["other"]["overall"]["fid"] == pytest.approx(other["overall"]["fid"])
+
+
+def test_missing_weight_paths_are_named_before_any_work(data, tmp_path):
+    cfg = load(EvalConfig, None, ["metrics=[fid, lpips, sem_c]", "lpips.alexnet=/nowhere/alexnet.pth"])
+    with pytest.raises(FileNotFoundError) as err:
+        evaluate(cfg, {"copy": data / "copy"}, tmp_path / "out")
+    message = str(err.value)
+    assert "fid.inception is not set" in message and "lpips.alexnet=/nowhere/alexnet.pth does not exist" in message
+    assert "sem_c.places365 is not set" in message
+    assert not (tmp_path / "out").exists()
+    check_weights(load(EvalConfig, None, ["metrics=[sem_d]"]))  # Sem-D needs no local file
+
+
+def test_image_folders_must_be_emotions(tmp_path):
+    noise_images(tmp_path / "m" / "awe", 2, seed=0)
+    noise_images(tmp_path / "m" / "grids", 2, seed=0)
+    with pytest.raises(ValueError, match=r"\['grids'\] are not emotion names"):
+        find_images("m", tmp_path / "m")
+    noise_images(tmp_path / "n" / "awe", 1, seed=0)
+    with pytest.raises(ValueError, match="at least 2 images"):
+        find_images("n", tmp_path / "n")
