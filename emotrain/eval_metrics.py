@@ -23,13 +23,17 @@ class Run:
     sets: list
     real: object
     device: str
-    progress: Callable
+    progress: Callable | None
+    """`progress(task, advance=0, total=None)`, or None."""
     clip: tuple | None = None
     """(loaded CLIP, image embeddings per (model, emotion)), shared by Sem-D and the CLIP score."""
 
     def bar(self, label: str, total: int):
-        advance = self.progress(label, total)
-        return advance or (lambda n: None)
+        """Open a progress task of `total` items; return the callback that advances it."""
+        if self.progress is None:
+            return lambda n: None
+        self.progress(label, 0, total)
+        return lambda n: self.progress(label, n)
 
     def pair_seed(self, emotion: str) -> int:
         return self.cfg.seed + EMOTIONS.index(emotion)

@@ -19,10 +19,10 @@ import numpy as np
 from emocurate.config import to_dict
 from emocurate.emotions import EMOTIONS
 from emotrain.eval_config import EvalConfig
-from emotrain.metrics.images import Advance, list_images, pick_device
+from emotrain.metrics.images import list_images, pick_device
 
-ProgressFactory = Callable[[str, int], Advance]
-"""`progress(label, total)` opens a progress bar and returns the callback that advances it."""
+Progress = Callable[..., None]
+"""`progress(task, advance=0, total=None)`: the project's progress convention (a rich bar per task in the CLI)."""
 
 LIBRARIES = ("emotrain", "coemogen-toolkit", "torch", "torchvision", "transformers", "diffusers", "datasets", "lpips",
              "clean-fid", "numpy", "scipy", "Pillow")
@@ -72,8 +72,11 @@ def check_weights(cfg: EvalConfig) -> None:
 
 
 def evaluate(cfg: EvalConfig, models: dict[str, str | Path], out_dir: str | Path,
-             progress: ProgressFactory | None = None) -> dict:
-    """Compute every metric in `cfg.metrics` for each model's images; write results.json + report.md into `out_dir`."""
+             progress: Progress | None = None, generation: dict | None = None) -> dict:
+    """Compute every metric in `cfg.metrics` for each model's images; write results.json + report.md into `out_dir`.
+
+    `generation` (how the images were made, when `emotrain eval` made them) is stored in the results as is.
+    """
     from emotrain import eval_metrics, eval_report
 
     if not models:
@@ -87,9 +90,9 @@ def evaluate(cfg: EvalConfig, models: dict[str, str | Path], out_dir: str | Path
 
         real = load_real(cfg.real, emotions, cfg.seed)
     run = eval_metrics.Run(cfg=cfg, sets=sets, real=real, device=pick_device(cfg.device),
-                           progress=progress or (lambda label, total: None))
+                           progress=progress)
     results = {
-        "settings": settings(cfg, run.device, sets, real),
+        "settings": {**settings(cfg, run.device, sets, real), "generation": generation},
         "models": {s.name: {"folder": str(s.folder), "images": {e: len(p) for e, p in s.images.items()},
                             "per_emotion": {e: {} for e in s.images}, "overall": {}} for s in sets},
     }

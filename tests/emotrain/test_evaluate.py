@@ -64,8 +64,13 @@ def config(weights, data, tmp_path, metrics=("fid", "lpips", "sem_c", "sem_d", "
 def test_evaluate_known_answers_and_outputs(weights, data, tmp_path):
     cfg = config(weights, data, tmp_path)
     bars = {}
-    results = evaluate(cfg, {"copy": data / "copy", "other": data / "other"}, tmp_path / "report",
-                       progress=lambda label, total: bars.setdefault(label, [total]).append)
+
+    def progress(task, advance=0, total=None):
+        bars.setdefault(task, {"done": 0})["done"] += advance
+        if total is not None:
+            bars[task]["total"] = total
+
+    results = evaluate(cfg, {"copy": data / "copy", "other": data / "other"}, tmp_path / "report", progress=progress)
     copy, other = results["models"]["copy"], results["models"]["other"]
     for emotion in EMOTIONS:  # generated == real images of that emotion
         assert abs(copy["per_emotion"][emotion]["fid"]) < 1e-2
@@ -80,7 +85,8 @@ def test_evaluate_known_answers_and_outputs(weights, data, tmp_path):
         assert 0 < entry["overall"]["sem_c"] <= 1 and 0 <= entry["overall"]["clip_score"] <= 100
         assert entry["overall"]["sem_c"] >= max(entry["overall"]["sem_c_places"], entry["overall"]["sem_c_imagenet"]) - 1e-9
     # every progress bar was advanced to its total
-    assert {label: sum(v[1:]) for label, v in bars.items()} == {label: v[0] for label, v in bars.items()}
+    assert set(bars) == {"FID", "LPIPS", "Sem-C", "CLIP embeddings"}
+    assert all(bar["done"] == bar["total"] > 0 for bar in bars.values())
 
     settings = results["settings"]
     assert settings["real"]["images"] == {"amusement": 6, "fear": 6}
@@ -122,3 +128,60 @@ def test_image_folders_must_be_emotions(tmp_path):
     noise_images(tmp_path / "n" / "awe", 1, seed=0)
     with pytest.raises(ValueError, match="at least 2 images"):
         find_images("n", tmp_path / "n")
+
+
+def cli():
+    import typer
+
+    from emotrain.cli_eval import eval_command
+
+    app = typer.Typer()
+    app.callback()(lambda: None)  # keep `eval` a subcommand, as in emotrain/cli.py
+    app.command("eval")(eval_command)
+    return app
+
+
+def test_cli_end_to_end_with_sd_baseline(weights, data, tmp_path):
+    from typer.testing import CliRunner
+
+    out = tmp_path / "report"
+    args = ["eval", "--images", f"copy={data / 'copy'}", "--real", str(data / "real"), "--out", str(out),
+            "--baseline", "sd", "--base-model", "tiny:sd", "-n", "3", "--steps", "2", "--gen-batch-size", "2",
+            "--device", "cpu",
+            "metrics=[fid, lpips, sem_d, clip_score]", f"fid.inception={weights['inception']}",
+            f"fid.cache_dir={tmp_path / 'stats'}", f"lpips.alexnet={weights['alexnet']}", "clip.model=tiny:clip"]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 0, result.output
+    assert "report.md" in result.output
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"copy", "sd-baseline"}
+    assert results["models"]["sd-baseline"]["images"] == {"amusement": 3, "fear": 3}  # emotions of --real
+    generation = results["settings"]["generation"]
+    assert generation["sd-baseline"]["prompt"] == "an image of {emotion}" and generation["settings"]["n"] == 3
+    assert "| sd-baseline |" in (out / "report.md").read_text()
+    assert (out / "metrics.png").is_file() and (out / "grid_fear.png").is_file()
+
+
+def test_missing_weights_fail_before_generating(data, tmp_path):
+    from typer.testing import CliRunner
+
+    result = CliRunner().invoke(cli(), ["eval", "--baseline", "sd", "--base-model", "tiny:sd", "--real", str(data / "real"),
+                                        "--out", str(tmp_path / "out"), "metrics=[lpips]"])
+    assert result.exit_code == 2
+    assert "lpips.alexnet is not set" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_sd_baseline_resumes_with_the_same_images(tmp_path):
+    from emotrain.baseline_sd import generate_baseline, load_pipeline
+
+    pipe = load_pipeline("tiny:sd", device="cpu")
+    paths = generate_baseline(pipe, "awe", 3, seed=5, out_dir=tmp_path, steps=2, batch_size=2)
+    assert [p.name for p in paths] == ["00000.png", "00001.png", "00002.png"]
+    first, second = paths[0].stat().st_mtime_ns, paths[1].read_bytes()
+    paths[1].unlink()
+    done = []
+    generate_baseline(pipe, "awe", 3, seed=5, out_dir=tmp_path, steps=2, batch_size=2, progress=done.append)
+    assert paths[1].read_bytes() == second  # the same seed per image gives the same image
+    assert paths[0].stat().st_mtime_ns == first  # existing images are kept
+    assert sum(done) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["00000.png", "00001.png", "00002.png"]
