@@ -185,3 +185,50 @@ def test_sd_baseline_resumes_with_the_same_images(tmp_path):
     assert paths[1].read_bytes() == second  # the same seed per image gives the same image
     assert paths[0].stat().st_mtime_ns == first  # existing images are kept
     assert sum(done) == 3 and sorted(p.name for p in tmp_path.iterdir()) == ["00000.png", "00001.png", "00002.png"]
+
+
+COLOURS = {"amusement": (250, 200, 0), "awe": (0, 60, 250), "contentment": (40, 200, 60), "excitement": (250, 40, 40),
+           "anger": (120, 0, 0), "disgust": (110, 120, 0), "fear": (10, 10, 10), "sadness": (150, 150, 170)}
+
+
+@pytest.fixture(scope="module")
+def colour_probe(tmp_path_factory):
+    """A CLIP linear probe right by construction on solid colours: its head maps each colour's tiny-CLIP embedding
+    exactly to a one-hot logit vector (solved in closed form), in emocurate's probe format."""
+    pytest.importorskip("emocurate.classify")  # emocurate's classifier lands on main with the curate-models branch
+    from emocurate.clip_embed import HFClipEncoder
+    from emocurate.probe import Probe, save_probe
+
+    from emocurate.emotions import EMOTIONS as ALL
+
+    encoder = HFClipEncoder("tiny:clip", device="cpu")
+    emb = encoder.images([Image.new("RGB", (40, 40), COLOURS[e]) for e in ALL]).astype(np.float64)  # (8, 32), unit rows
+    weight = (np.linalg.pinv(emb) @ (10.0 * np.eye(len(ALL)))).T  # (8, 32): emb @ weight.T = 10 * I
+    folder = tmp_path_factory.mktemp("probe")
+    save_probe(Probe("tiny:clip", None, ALL, emb.shape[1], weight, np.zeros(len(ALL)), np.zeros(emb.shape[1]),
+                     np.ones(emb.shape[1])), folder)
+    return folder
+
+
+def test_emotion_accuracy_with_a_classifier_right_by_construction(colour_probe, tmp_path):
+    from eval_weights import solid_images
+
+    right, swapped = tmp_path / "right", tmp_path / "swapped"
+    for emotion in ("amusement", "awe", "fear"):
+        solid_images(right / emotion, COLOURS[emotion], 3)
+    solid_images(swapped / "amusement", COLOURS["anger"], 3)  # wrong emotion, wrong polarity
+    solid_images(swapped / "awe", COLOURS["contentment"], 3)  # wrong emotion, right polarity
+    solid_images(swapped / "fear", COLOURS["fear"], 3)
+    cfg = load(EvalConfig, None, ["metrics=[emo_a]", "device=cpu", "emo_a.model=tiny:clip", f"emo_a.probe={colour_probe}"])
+    results = evaluate(cfg, {"right": right, "swapped": swapped}, tmp_path / "report")
+    assert results["models"]["right"]["overall"]["emo_a"] == 1.0
+    assert results["models"]["right"]["overall"]["emo_a_polarity"] == 1.0
+    assert results["models"]["right"]["overall"]["emo_a_target_prob"] > 0.99
+    per = results["models"]["swapped"]["per_emotion"]
+    assert (per["amusement"]["emo_a"], per["amusement"]["emo_a_polarity"]) == (0.0, 0.0)
+    assert (per["awe"]["emo_a"], per["awe"]["emo_a_polarity"]) == (0.0, 1.0)
+    assert results["models"]["swapped"]["overall"]["emo_a"] == pytest.approx(1 / 3)
+    assert results["models"]["swapped"]["overall"]["emo_a_polarity"] == pytest.approx(2 / 3)
+    backbone = results["settings"]["backbones"]["emo_a"]
+    assert backbone["classes"] == list(COLOURS) and backbone["emo_a"] == "8-way accuracy (argmax)"
+    assert "| right | 100.00% |" in (tmp_path / "report" / "report.md").read_text()
