@@ -56,7 +56,7 @@ def parse_images(items: list[str]) -> dict[str, Path]:
     """`NAME=DIR` or `DIR` (named after the folder) -> {name: folder}; duplicate names are an error."""
     out: dict[str, Path] = {}
     for item in items:
-        name, _, folder = item.rpartition("=") if "=" in item else (Path(item).name, "", item)
+        name, _, folder = item.partition("=") if "=" in item else (Path(item).name, "", item)
         if not name or not folder:
             raise ValueError(f"--images {item!r}: use DIR or NAME=DIR")
         if name in out:

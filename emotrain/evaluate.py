@@ -55,17 +55,23 @@ def find_images(name: str, folder: str | Path) -> ModelImages:
 
 def check_weights(cfg: EvalConfig) -> None:
     """Fail before any long work when a selected metric's weight file is unset or missing; names every option at once."""
-    needed = {"fid": [("fid.inception", cfg.fid.inception)], "lpips": [("lpips.alexnet", cfg.lpips.alexnet)],
-              "sem_c": [("sem_c.places365", cfg.sem_c.places365)]}
+    from emotrain.metrics.fid import INCEPTION_URL
+    from emotrain.metrics.lpips_diversity import ALEXNET_URL
+    from emotrain.metrics.semantic_clarity import PLACES365_URL
+
+    needed = {"fid": [("fid.inception", cfg.fid.inception, f"download {INCEPTION_URL}")],
+              "lpips": [("lpips.alexnet", cfg.lpips.alexnet, f"download {ALEXNET_URL}")],
+              "sem_c": [("sem_c.places365", cfg.sem_c.places365, f"download {PLACES365_URL}")]}
     if cfg.emo_a.backend == "clip-probe":
-        needed["emo_a"] = [("emo_a.probe", cfg.emo_a.probe)]
+        needed["emo_a"] = [("emo_a.probe", cfg.emo_a.probe,
+                            "train one with `emocurate train-classifier`, or set emo_a.backend=clip-zeroshot")]
     problems = []
     for metric in cfg.metrics:
-        for option, value in needed.get(metric, []):
+        for option, value, hint in needed.get(metric, []):
             if not value:
-                problems.append(f"{option} is not set (needed by {metric})")
+                problems.append(f"{option} is not set (needed by {metric}; {hint})")
             elif not Path(value).exists():
-                problems.append(f"{option}={value} does not exist (needed by {metric})")
+                problems.append(f"{option}={value} does not exist (needed by {metric}; {hint})")
     if problems:
         raise FileNotFoundError("missing weights: " + "; ".join(problems) +
                                 ". Set them in --config or as key=value overrides, or drop the metric with metrics=[...]")

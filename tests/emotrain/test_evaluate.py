@@ -232,3 +232,13 @@ def test_emotion_accuracy_with_a_classifier_right_by_construction(colour_probe, 
     backbone = results["settings"]["backbones"]["emo_a"]
     assert backbone["classes"] == list(COLOURS) and backbone["emo_a"] == "8-way accuracy (argmax)"
     assert "| right | 100.00% |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_shipped_eval_recipe_loads():
+    from pathlib import Path
+
+    cfg = load(EvalConfig, Path(__file__).parents[2] / "recipes" / "eval" / "emoset.yaml")
+    assert cfg.metrics == ["fid", "lpips", "emo_a", "sem_c", "sem_d", "clip_score"]
+    assert cfg.emo_a.backend == "clip-probe" and cfg.clip.model == "openai/clip-vit-large-patch14"
+    with pytest.raises(ValueError, match="metrics must be"):
+        load(EvalConfig, None, ["metrics=[fid, psnr]"])
