@@ -81,7 +81,9 @@ def run_fid(run: Run, models: dict) -> dict:
             entry["per_emotion"][e]["fid"] = fid.frechet_distance(stats, real[e])
         entry["overall"]["fid"] = fid.frechet_distance(fid.pool(list(gen.values())), fid.pool([real[e] for e in gen]))
         entry["overall"]["fid_mean_per_emotion"] = float(np.mean([entry["per_emotion"][e]["fid"] for e in gen]))
-    return {"library": "clean-fid (its 'clean' preprocessing and Frechet distance)", "mode": "clean",
+    return {"library": "clean-fid 'clean' preprocessing (PIL bicubic float resize to 299) and Inception interface; "
+                       "Frechet distance by symmetric eigendecomposition (equal to clean-fid's frechet_distance)",
+            "mode": "clean",
             "feature_extractor": extractor.name, "feature_extractor_sha256": extractor.sha256,
             "real_stats_cache": str(cache.folder), "real_stats_cached": cached,
             "pooled": "all generated images vs the real images of the same emotions; statistics pooled exactly"}

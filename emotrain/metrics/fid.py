@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -46,6 +46,14 @@ class Stats:
     n: int
     mu: np.ndarray
     sigma: np.ndarray
+    _sqrt: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    def sqrt_sigma(self) -> np.ndarray:
+        """The PSD square root of the covariance (computed once: real statistics are compared with every model)."""
+        if self._sqrt is None:
+            w, v = np.linalg.eigh(self.sigma)  # (D,), (D, D)
+            self._sqrt = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+        return self._sqrt
 
 
 def load_inception(path: str | Path | None, device: str) -> FeatureExtractor:
@@ -113,11 +121,18 @@ def pool(parts: Sequence[Stats]) -> Stats:
     return Stats(n=n, mu=mu, sigma=(scatter - n * np.outer(mu, mu)) / (n - 1))
 
 
-def frechet_distance(a: Stats, b: Stats) -> float:
-    """FID between two Gaussians, with clean-fid's own implementation of the formula."""
-    from cleanfid.fid import frechet_distance as cleanfid_frechet
+def frechet_distance(gen: Stats, real: Stats) -> float:
+    """|mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2), the formula clean-fid implements.
 
-    return float(cleanfid_frechet(a.mu, a.sigma, b.mu, b.sigma))
+    tr((S1 S2)^1/2) is the sum of square roots of the eigenvalues of the symmetric PSD R^1/2 S1 R^1/2 (R = the real
+    covariance), so two symmetric eigendecompositions replace clean-fid's general `scipy.linalg.sqrtm`: the same number
+    (tested against clean-fid), several times faster at 2048-d, and exact for the rank-deficient covariances that
+    1,000 images give in 2,048 dimensions.
+    """
+    half = real.sqrt_sigma()
+    eig = np.linalg.eigvalsh(half @ gen.sigma @ half)  # (D,) >= 0 up to rounding
+    diff = gen.mu - real.mu
+    return float(diff @ diff + np.trace(gen.sigma) + np.trace(real.sigma) - 2.0 * np.sqrt(np.clip(eig, 0.0, None)).sum())
 
 
 class StatsCache:

@@ -62,6 +62,15 @@ def test_fid_identical_sets_is_zero_and_matches_clean_fid(weights, folders):
     assert ours == pytest.approx(reference, rel=1e-4)
 
 
+@pytest.mark.parametrize("n1, n2, dim", [(40, 60, 8), (5, 7, 16)])  # full-rank and rank-deficient covariances
+def test_frechet_distance_equals_clean_fid(n1, n2, dim):
+    from cleanfid.fid import frechet_distance as cleanfid_frechet
+
+    rng = np.random.default_rng(n1)
+    a, b = fid.stats_of(rng.normal(size=(n1, dim))), fid.stats_of(rng.normal(0.3, 1.5, size=(n2, dim)))
+    assert fid.frechet_distance(a, b) == pytest.approx(cleanfid_frechet(a.mu, a.sigma, b.mu, b.sigma), rel=1e-5)
+
+
 def test_pooled_stats_equal_stats_of_the_union():
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(7, 4)), rng.normal(2, 3, size=(11, 4))
