@@ -66,22 +66,31 @@ def parse_images(items: list[str]) -> dict[str, Path]:
 
 
 def eval_command(
-    images: Optional[List[str]] = typer.Option(None, "--images", help="Generated images, one subfolder per emotion: DIR or NAME=DIR (repeatable)."),
-    real: Optional[str] = typer.Option(None, "--real", help="Real images: a Hub dataset id or local folder with image + emotion columns."),
-    out: Path = typer.Option(..., "--out", "-o", help="Report folder: results.json, report.md, PNGs (and images/ when generating)."),
-    model: Optional[Path] = typer.Option(None, "--model", help="A trained emotrain run: generate -n images per emotion first (resumable)."),
+    images: Optional[List[str]] = typer.Option(None, "--images",
+        help="Generated images, one subfolder per emotion: DIR or NAME=DIR (repeatable)."),
+    real: Optional[str] = typer.Option(None, "--real",
+        help="Real images: a Hub dataset id or local folder with image + emotion columns."),
+    out: Path = typer.Option(..., "--out", "-o",
+        help="Report folder: results.json, report.md, PNGs (and images/ when generating)."),
+    model: Optional[Path] = typer.Option(None, "--model",
+        help="A trained emotrain run: generate -n images per emotion first (resumable)."),
     n: int = typer.Option(1000, "-n", "--num-images", help="Images per emotion to generate (the paper: 1,000)."),
-    baseline: Optional[str] = typer.Option(None, "--baseline", help="'sd': also generate with plain SD 1.5, prompt 'an image of {emotion}'."),
-    base_model: str = typer.Option(SD15, "--base-model", help="The baseline's pipeline: Hub id, local folder or tiny:sd."),
+    baseline: Optional[str] = typer.Option(None, "--baseline",
+        help="'sd': also generate with plain SD 1.5, prompt 'an image of {emotion}'."),
+    base_model: str = typer.Option(SD15, "--base-model",
+        help="The baseline's pipeline: Hub id, local folder or tiny:sd."),
     base_revision: Optional[str] = typer.Option(None, "--base-revision", help="Hub revision of --base-model."),
-    emotions: Optional[str] = typer.Option(None, "--emotions", help="Comma list of emotions to generate (default: those in --real)."),
-    seed: int = typer.Option(0, "--seed", help="Generation seed; image i uses seed + i."),
+    emotions: Optional[str] = typer.Option(None, "--emotions",
+        help="Comma list of emotions to generate (default: those in --real)."),
+    seed: int = typer.Option(0, "--seed", help="Generation seed (the SD baseline: image i uses seed + i)."),
     steps: int = typer.Option(30, "--steps", help="Denoising steps when generating."),
     guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale when generating."),
     gen_batch_size: int = typer.Option(4, "--gen-batch-size", help="Images per generation batch."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Eval settings YAML (backbone paths, pairs, ...)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+        help="Eval settings YAML (backbone paths, pairs, ...)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda when available)."),
-    overrides: Optional[List[str]] = typer.Argument(None, help="Settings overrides key=value, e.g. fid.inception=/w/inception-2015-12-05.pt"),
+    overrides: Optional[List[str]] = typer.Argument(None,
+        help="Settings overrides key=value, e.g. fid.inception=/w/inception-2015-12-05.pt"),
 ):
     """Score generated images with FID, LPIPS, Emo-A, Sem-C, Sem-D (+ CLIP score); write results.json and report.md."""
     from emocurate.config import ConfigError, load
@@ -144,7 +153,8 @@ def _print_summary(results: dict, out: Path) -> None:
     for _, title, _ in columns:
         table.add_column(title, justify="right")
     for name, entry in results["models"].items():
-        table.add_row(name, *[fmt.format(entry["overall"][k]) if k in entry["overall"] else "-" for k, _, fmt in columns])
+        overall = entry["overall"]
+        table.add_row(name, *[fmt.format(overall[k]) if k in overall else "-" for k, _, fmt in columns])
     console = Console()
     console.print(table)
     console.print(f"report: {out / 'report.md'}   every number: {out / 'results.json'}")

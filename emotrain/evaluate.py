@@ -102,11 +102,13 @@ def evaluate(cfg: EvalConfig, models: dict[str, str | Path], out_dir: str | Path
         "models": {s.name: {"folder": str(s.folder), "images": {e: len(p) for e, p in s.images.items()},
                             "per_emotion": {e: {} for e in s.images}, "overall": {}} for s in sets},
     }
-    for metric in cfg.metrics:
-        results["settings"]["backbones"][metric] = eval_metrics.RUNNERS[metric](run, results["models"])
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_json(out_dir / "results.json", results)
+    results["metrics_done"] = []
+    for metric in cfg.metrics:
+        results["settings"]["backbones"][metric] = eval_metrics.RUNNERS[metric](run, results["models"])
+        results["metrics_done"].append(metric)
+        write_json(out_dir / "results.json", results)  # after each metric: a crash later keeps what was computed
     eval_report.write_report(results, sets, out_dir, cfg.report)
     return results
 

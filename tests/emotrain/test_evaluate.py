@@ -94,7 +94,9 @@ def test_evaluate_known_answers_and_outputs(weights, data, tmp_path):
     assert settings["backbones"]["clip_score"]["captions"]["fear"] == "column 'caption'"
     assert settings["libraries"]["torch"] and settings["libraries"]["clean-fid"]
     out = tmp_path / "report"
-    assert json.loads((out / "results.json").read_text())["models"]["other"]["overall"] == other["overall"]
+    written = json.loads((out / "results.json").read_text())
+    assert written["models"]["other"]["overall"] == other["overall"]
+    assert written["metrics_done"] == ["fid", "lpips", "sem_c", "sem_d", "clip_score"]
     report = (out / "report.md").read_text()
     assert "| Method | FID↓ | LPIPS↑ | Emo-A↑ | Sem-C↑ | Sem-D↑" not in report  # Emo-A not run: no empty column
     assert "| Method | FID↓ | LPIPS↑ | Sem-C↑ | Sem-D↑" in report and "| copy |" in report
