@@ -116,7 +116,8 @@ def build_sd(folder: Path, seed: int = 0) -> None:
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), sample_size=32,
     )
-    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
+    scheduler = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000,
+                              clip_sample=False)
     pipe = StableDiffusionPipeline(
         vae=vae, text_encoder=text_encoder, tokenizer=clip_tokenizer(), unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
@@ -137,8 +138,79 @@ def build_resnet(folder: Path, num_labels: int = 10, image_size: int = 32, seed:
     ConvNextImageProcessor(size={"shortest_edge": image_size}, crop_pct=0.875).save_pretrained(folder)
 
 
+_CHAT_TEMPLATE = (  # the shape of Qwen2-VL's template: <|im_start|>role\n ... <|im_end|>, an image as vision_start/pad/end
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}"
+    "{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+_QWEN_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                  "<|video_pad|>")
+_WORDS = (  # the tiny tokenizer's training text: its merges make whole words, so the noise captions read as word salad
+    "amusement awe contentment excitement anger disgust fear sadness bright dark colorful pale warm cold sunny stormy "
+    "a the of in on with and under over near beach forest city street room mountain river sky sea field garden crowd "
+    "child woman man dog cat bird flower tree car house light shadow smile tears frown scream laugh dance run sit "
+    "stand hold look gentle vivid glowing gloomy misty golden blue red green yellow grey black white close-up portrait"
+)
+
+
+def qwen_tokenizer():
+    """A byte-level BPE tokenizer with Qwen2-VL's special tokens, trained in code on a few hundred words (~500 tokens)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [_WORDS, _WORDS.replace(" ", ", "), _WORDS.title()] * 4
+    trainer = trainers.BpeTrainer(vocab_size=520, special_tokens=list(_QWEN_SPECIALS), show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   padding_side="left", model_max_length=4096)
+
+
+def build_captioner(folder: Path, seed: int = 0) -> None:
+    """Save a tiny random Qwen2.5-VL chat model (2 text + 2 vision layers, width 32) with a processor built offline.
+
+    Loads through AutoProcessor + AutoModelForImageTextToText exactly like Qwen/Qwen2.5-VL-3B-Instruct; images are
+    capped at 56x56 pixels (4 image tokens). Weights are random with a wide init, so it generates varied noise.
+    """
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor, Qwen2VLImageProcessor
+    from transformers.models.qwen2_vl.video_processing_qwen2_vl import Qwen2VLVideoProcessor
+
+    tokenizer = qwen_tokenizer()
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in _QWEN_SPECIALS}
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=1024, rope_theta=10000.0,
+            rope_scaling={"type": "mrope", "mrope_section": [2, 1, 1]}, tie_word_embeddings=False,
+            initializer_range=0.5,  # wide random logits: the noise varies instead of repeating one token
+            bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+        ),
+        vision_config=dict(depth=2, hidden_size=32, intermediate_size=32, out_hidden_size=32, num_heads=4, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1]),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    model.generation_config.eos_token_id = ids["<|im_end|>"]
+    model.save_pretrained(folder)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=56 * 56),
+        tokenizer=tokenizer, video_processor=Qwen2VLVideoProcessor(), chat_template=_CHAT_TEMPLATE,
+    )
+    processor.save_pretrained(folder)
+
+
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "clip": build_clip,
     "sd": build_sd,
     "resnet": build_resnet,
+    "captioner": build_captioner,
 }
