@@ -29,6 +29,8 @@ class Classifier:
     preprocess: Callable
     device: str
     name: str
+    commit: str | None = None
+    """The Hub commit the weights came from, when loaded from the Hub."""
 
 
 def torchvision_preprocess(size: int = 224) -> Callable:
@@ -91,7 +93,7 @@ def load_imagenet(model_id: str, revision: str | None, device: str, image_size: 
     processor = AutoImageProcessor.from_pretrained(path, revision=revision)
     return Classifier(model=lambda x: hf_model(pixel_values=x).logits,
                       preprocess=lambda images: processor(images=images, return_tensors="pt")["pixel_values"],
-                      device=device, name=model_id)
+                      device=device, name=model_id, commit=getattr(hf_model.config, "_commit_hash", None))
 
 
 def top_softmax(items: Sequence[ImageItem], classifier: Classifier, batch_size: int = 64,
