@@ -38,7 +38,8 @@ def generate_images(out_dir: str | Path, emotions: Sequence[str], settings: Gene
     if model is not None:
         name = Path(model).name
         folders[name] = _ours(Path(model), out_dir / "images" / name, emotions, settings, progress)
-        record[name] = {"generator": "emotrain.generate", "model": str(model)}
+        record[name] = {"generator": "emotrain.generate", "model": str(model),
+                        "seeds": "emotrain.generate.index_seed(seed, i) for image i"}
     if baseline_model is not None:
         from emotrain.baseline_sd import PROMPT, generate_baseline, load_pipeline
 
@@ -63,9 +64,14 @@ def _ours(model: Path, folder: Path, emotions: Sequence[str], settings: Generate
                            "generate the images yourself and pass --images") from None
     advance = _bar(progress, f"generate {model.name}", settings.n * len(emotions))
     for emotion in emotions:
-        paths = generate(model, emotion, settings.n, settings.seed, folder / emotion, steps=settings.steps,
-                         guidance=settings.guidance, batch_size=settings.batch_size, device=settings.device)
-        advance(len(paths))  # per emotion: the bar moves when an emotion's images are all there
+        seen = [0]
+
+        def on_batch(done: int, total: int) -> None:  # generate reports (done, total) per emotion; the bar spans all
+            advance(done - seen[0])
+            seen[0] = done
+
+        generate(model, emotion, settings.n, settings.seed, folder / emotion, steps=settings.steps,
+                 guidance=settings.guidance, batch_size=settings.batch_size, device=settings.device, progress=on_batch)
     return folder
 
 

@@ -148,7 +148,7 @@ def test_cli_end_to_end_with_sd_baseline(weights, data, tmp_path):
 
     out = tmp_path / "report"
     args = ["eval", "--images", f"copy={data / 'copy'}", "--real", str(data / "real"), "--out", str(out),
-            "--baseline", "sd", "--base-model", "tiny:sd", "-n", "3", "--steps", "2", "--gen-batch-size", "2",
+            "--baseline", "sd", "--base-model", "tiny:sd", "-n", "2", "--steps", "2", "--gen-batch-size", "2",
             "--device", "cpu",
             "metrics=[fid, lpips, sem_d, clip_score]", f"fid.inception={weights['inception']}",
             f"fid.cache_dir={tmp_path / 'stats'}", f"lpips.alexnet={weights['alexnet']}", "clip.model=tiny:clip"]
@@ -157,9 +157,9 @@ def test_cli_end_to_end_with_sd_baseline(weights, data, tmp_path):
     assert "report.md" in result.output
     results = json.loads((out / "results.json").read_text())
     assert set(results["models"]) == {"copy", "sd-baseline"}
-    assert results["models"]["sd-baseline"]["images"] == {"amusement": 3, "fear": 3}  # emotions of --real
+    assert results["models"]["sd-baseline"]["images"] == {"amusement": 2, "fear": 2}  # emotions of --real
     generation = results["settings"]["generation"]
-    assert generation["sd-baseline"]["prompt"] == "an image of {emotion}" and generation["settings"]["n"] == 3
+    assert generation["sd-baseline"]["prompt"] == "an image of {emotion}" and generation["settings"]["n"] == 2
     assert "| sd-baseline |" in (out / "report.md").read_text()
     assert (out / "metrics.png").is_file() and (out / "grid_fear.png").is_file()
 
@@ -244,3 +244,24 @@ def test_shipped_eval_recipe_loads():
     assert cfg.emo_a.backend == "clip-probe" and cfg.clip.model == "openai/clip-vit-large-patch14"
     with pytest.raises(ValueError, match="metrics must be"):
         load(EvalConfig, None, ["metrics=[fid, psnr]"])
+
+
+def test_cli_generates_with_a_trained_run_then_evaluates(request, weights, tmp_path):
+    """`--model RUN -n N`: our model's images per emotion into OUT/images/<run>/<emotion>/, resumable, then scored."""
+    pytest.importorskip("emotrain.generate")  # the generator lands on main with the train branch
+    from typer.testing import CliRunner
+
+    run = request.getfixturevalue("trained_run")  # tests/emotrain/conftest.py: a 4-step tiny run
+    real = request.getfixturevalue("tiny_dataset")  # its training data: amusement, awe, anger, sadness
+    out = tmp_path / "report"
+    args = ["eval", "--model", str(run), "-n", "2", "--steps", "2", "--emotions", "awe,anger", "--real", real,
+            "--out", str(out), "--device", "cpu", "metrics=[lpips, sem_d]", f"lpips.alexnet={weights['alexnet']}",
+            "clip.model=tiny:clip"]
+    result = CliRunner().invoke(cli(), args)
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["models"][run.name]["images"] == {"awe": 2, "anger": 2}
+    first = sorted((out / "images" / run.name / "awe").glob("*.png"))
+    stamps = [p.stat().st_mtime_ns for p in first]
+    assert CliRunner().invoke(cli(), args).exit_code == 0  # a rerun keeps the images it has
+    assert [p.stat().st_mtime_ns for p in first] == stamps
