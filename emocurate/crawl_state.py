@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SHARD_GLOB = "fetch-*.parquet"
+ROW_GROUP = 32  # rows per parquet row group: a resumed body is read with its group, not its whole shard
 SCHEMA = pa.schema(
     [
         ("key", pa.string()),
@@ -75,7 +76,8 @@ class ShardWriter:
             self.next_index += 1
             tmp = path.with_name(f".{path.name}.tmp")
             try:
-                pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), tmp, compression="none")
+                table = pa.Table.from_pylist(rows, schema=SCHEMA)
+                pq.write_table(table, tmp, compression="none", row_group_size=ROW_GROUP)  # image bytes do not compress
                 os.replace(tmp, path)
             except BaseException:  # keep the rows for the next flush rather than lose them
                 with self.lock:
@@ -102,7 +104,7 @@ class StateRow:
 
 
 class CrawlState:
-    """The latest result per key across all shards in `state_dir`, with shard bodies read lazily (2 shards cached)."""
+    """The latest result per key across all shards in `state_dir`; bodies are read lazily, one row group at a time."""
 
     def __init__(self, state_dir: Path):
         self.state_dir = Path(state_dir)
@@ -113,7 +115,7 @@ class CrawlState:
             for index, rec in enumerate(table):
                 key = rec.pop("key")
                 self.rows[key] = StateRow(shard=path, index=index, **rec)
-        self._bodies: OrderedDict[Path, list[bytes | None]] = OrderedDict()
+        self._bodies: OrderedDict[tuple[Path, int], list[bytes | None]] = OrderedDict()
 
     def needs_fetch(self, key: str, retry_failed: bool) -> bool:
         """Not done yet, or (with retry_failed) failed for a reason that may pass: timeout, connection, 429, 5xx."""
@@ -121,12 +123,16 @@ class CrawlState:
         return known is None or (retry_failed and known.status != "ok" and known.retryable)
 
     def body(self, key: str) -> bytes | None:
+        """The stored body of `key` (None unless ok); reads its row group and keeps the last 8 groups cached."""
         known = self.rows[key]
-        if known.shard not in self._bodies:
-            self._bodies[known.shard] = pq.read_table(known.shard, columns=["body"]).column("body").to_pylist()
-            while len(self._bodies) > 2:
+        group = (known.shard, known.index // ROW_GROUP)
+        if group not in self._bodies:
+            table = pq.ParquetFile(known.shard).read_row_group(group[1], columns=["body"])
+            self._bodies[group] = table.column("body").to_pylist()
+            while len(self._bodies) > 8:
                 self._bodies.popitem(last=False)
-        return self._bodies[known.shard][known.index]
+        self._bodies.move_to_end(group)
+        return self._bodies[group][known.index % ROW_GROUP]
 
 
 def summary(state_dir: str | Path) -> dict[str, int]:
