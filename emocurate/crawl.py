@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import os
 import queue
 import random
 import threading
@@ -70,8 +71,9 @@ class CrawlConfig:
     """Column holding the URL in csv/tsv/jsonl/parquet lists."""
     metadata_columns: list[str] | None = None
     """Columns carried to the records; None carries caption, label, license and title when present."""
-    decode_workers: int = 4
-    """Threads decoding bodies to verify them (PIL releases the GIL while decoding)."""
+    decode_workers: int = field(default_factory=lambda: max(1, (os.cpu_count() or 2) // 2))
+    """Threads decoding bodies to verify them (PIL releases the GIL while decoding). Default: half the cores; more
+    threads than that starve the event loop of the GIL (measured on 2 cores: 1 thread 353-383 img/s, 4 threads 156-231)."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Images with more pixels are too_large (decompression-bomb guard)."""
     shard_rows: int = 256
