@@ -9,12 +9,14 @@ It does not read URL lists or build dataset records (urls.py does); results pers
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 import os
 import queue
 import random
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -158,6 +160,7 @@ class Fetcher:
         self.cfg, self.session, self.guard, self.pool = cfg, session, guard, pool
         self.total = asyncio.Semaphore(cfg.concurrency)
         self.hosts: dict[str, asyncio.Semaphore] = {}
+        self.paused_until: dict[str, float] = {}  # netloc -> time.monotonic() before which it gets no request
         self.robots = RobotsCache(self._fetch_robots, cfg.user_agent)
 
     async def fetch(self, url: str) -> FetchResult:
@@ -218,29 +221,38 @@ class Fetcher:
                 return fail(url, "robots_disallowed", why, retryable=temporary)
         return None
 
-    def _host_limit(self, hop_url: str) -> asyncio.Semaphore:
-        netloc = urlsplit(hop_url).netloc.lower()
+    def _host_limit(self, netloc: str) -> asyncio.Semaphore:
         if netloc not in self.hosts:
             self.hosts[netloc] = asyncio.Semaphore(self.cfg.per_host)
         return self.hosts[netloc]
 
     async def _request(self, url: str, hop_url: str) -> FetchResult | str:
         """One HTTP request: a finished FetchResult, or the next URL when the response redirects."""
-        async with self._host_limit(hop_url), self.total:  # host first: waiting on a busy host holds no global slot
-            try:
-                async with self.session.get(hop_url, allow_redirects=False) as resp:
-                    return await self._response(url, hop_url, resp)
-            except aiohttp.ClientConnectorError as err:
-                if isinstance(err.os_error, BlockedAddress):
-                    return fail(url, "blocked_address", str(err.os_error))
-                return fail(url, "connection_error", f"{type(err).__name__}: {err}", retryable=True)
-            except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
-                limits = f"connect {self.cfg.connect_timeout} s, read {self.cfg.read_timeout} s"
-                return fail(url, "timeout", f"no complete response within the timeouts ({limits})", retryable=True)
-            except aiohttp.InvalidURL as err:
-                return fail(url, "bad_url", f"{hop_url!r}: {err}")
-            except (aiohttp.ClientError, OSError) as err:  # resets, truncated bodies, disconnects
-                return fail(url, "connection_error", f"{type(err).__name__}: {err}", retryable=True)
+        netloc = urlsplit(hop_url).netloc.lower()
+        while True:
+            wait = self.paused_until.get(netloc, 0.0) - time.monotonic()
+            if wait > 0:  # the host asked everyone to back off (429/503 + Retry-After), not just one URL
+                await asyncio.sleep(wait)
+            async with self._host_limit(netloc), self.total:  # host first: a busy host holds no global slot
+                if self.paused_until.get(netloc, 0.0) > time.monotonic():
+                    continue  # paused while this request waited for a slot
+                return await self._send(url, hop_url)
+
+    async def _send(self, url: str, hop_url: str) -> FetchResult | str:
+        try:
+            async with self.session.get(hop_url, allow_redirects=False) as resp:
+                return await self._response(url, hop_url, resp)
+        except aiohttp.ClientConnectorError as err:
+            if isinstance(err.os_error, BlockedAddress):
+                return fail(url, "blocked_address", str(err.os_error))
+            return fail(url, "connection_error", f"{type(err).__name__}: {err}", retryable=True)
+        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError):
+            limits = f"connect {self.cfg.connect_timeout} s, read {self.cfg.read_timeout} s"
+            return fail(url, "timeout", f"no complete response within the timeouts ({limits})", retryable=True)
+        except aiohttp.InvalidURL as err:
+            return fail(url, "bad_url", f"{hop_url!r}: {err}")
+        except (aiohttp.ClientError, OSError) as err:  # resets, truncated bodies, disconnects
+            return fail(url, "connection_error", f"{type(err).__name__}: {err}", retryable=True)
 
     async def _response(self, url: str, hop_url: str, resp: aiohttp.ClientResponse) -> FetchResult | str:
         status = resp.status
@@ -248,6 +260,10 @@ class Fetcher:
             return urljoin(hop_url, resp.headers["Location"])
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+            if retry_after is not None and retry_after <= self.cfg.backoff_max:
+                netloc = urlsplit(hop_url).netloc.lower()
+                until = time.monotonic() + retry_after
+                self.paused_until[netloc] = max(self.paused_until.get(netloc, 0.0), until)
             return fail(url, "http_error", f"{status} {resp.reason}", True, http_status=status, retry_after=retry_after)
         if not 200 <= status < 300:
             return fail(url, "http_error", f"{status} {resp.reason}", http_status=status)
@@ -350,6 +366,8 @@ class BackgroundCrawl:
                  progress: CrawlProgress, seen_sha: set[str]):  # fmt: skip
         self.jobs, self.cfg, self.writer, self.progress = jobs, cfg, writer, progress
         self.seen_sha = seen_sha  # ok bodies seen, to count duplicates live (same total as in input order)
+        self.repeats = Counter(url for _, _, url in jobs)
+        self.shared: dict[str, asyncio.Future[FetchResult]] = {}
         self.lock = threading.Lock()
         self.results: queue.Queue[tuple[int, FetchResult]] = queue.Queue()
         self.ready: dict[int, FetchResult] = {}
@@ -430,8 +448,20 @@ class BackgroundCrawl:
             write_pool.shutdown()
             decode_pool.shutdown(wait=True, cancel_futures=True)
 
+    async def _fetch_shared(self, fetcher: Fetcher, url: str) -> FetchResult:
+        """A URL listed several times is fetched once per run; each row gets its own copy of the result."""
+        if self.repeats.get(url, 1) == 1 and url not in self.shared:
+            return await fetcher.fetch(url)
+        if url not in self.shared:
+            self.shared[url] = asyncio.ensure_future(fetcher.fetch(url))
+        future = self.shared[url]
+        self.repeats[url] -= 1
+        if self.repeats[url] == 0:  # the last row of this URL has its future: forget it (and its body)
+            del self.shared[url]
+        return dataclasses.replace(await asyncio.shield(future))
+
     async def _one(self, fetcher: Fetcher, row: int, key: str, url: str, write_pool: ThreadPoolExecutor) -> None:
-        result = await fetcher.fetch(url)
+        result = await self._fetch_shared(fetcher, url)
         pending = self.writer.add(
             {
                 "key": key, "row": row, "url": url, "status": result.status, "error": result.error,

@@ -90,11 +90,12 @@ def drip(seconds: float, interval: float = 0.05) -> Route:
 
 
 class CrawlServer:
-    """Serve `routes` on 127.0.0.1; unknown paths get 404. `requests[path]` counts requests (query included)."""
+    """Serve `routes` on 127.0.0.1; unknown paths get 404. `requests[path]` counts requests (query included), `log` times them."""
 
     def __init__(self, routes: dict[str, Route] | None = None, delay: float = 0.0):
         self.routes: dict[str, Route] = dict(routes or {})
         self.requests: Counter[str] = Counter()
+        self.log: list[tuple[float, str]] = []  # (time.monotonic(), path) of every request, in arrival order
         self.lock = threading.Lock()
         self.delay = delay
         server = self
@@ -107,6 +108,7 @@ class CrawlServer:
                 with server.lock:
                     count = server.requests[self.path]
                     server.requests[self.path] += 1
+                    server.log.append((time.monotonic(), self.path))
                 if server.delay:
                     time.sleep(server.delay)
                 route = server.routes.get(self.path, status(404))

@@ -252,6 +252,32 @@ def test_retry_after_too_long_gives_up_retryably(tmp_path):
         assert srv.requests["/a.jpg"] == 1
 
 
+def test_a_host_that_says_retry_after_gets_no_request_before_then(tmp_path):
+    routes = {"/busy.jpg": fail_first(1, status(429, {"Retry-After": "1"}), Body(image_bytes(1)))}
+    routes.update({f"/g{i}.jpg": Body(image_bytes(100 + i)) for i in range(3)})
+    with CrawlServer(routes) as srv:
+        path = tmp_path / "urls.txt"
+        path.write_text("\n".join(srv.url(p) for p in routes))
+        items = list(iter_urls(str(path), tmp_path / "state", test_config(concurrency=1, per_host=1)))
+    assert [it.metadata["fetch_status"] for it in items] == ["ok"] * 4
+    times = [t for t, p in srv.log if p != "/robots.txt"]
+    assert [p for _, p in srv.log if p != "/robots.txt"][0] == "/busy.jpg"
+    assert min(times[1:]) - times[0] >= 0.95  # the other URLs waited out the host's Retry-After too
+
+
+def test_a_url_listed_several_times_is_fetched_once(tmp_path):
+    with CrawlServer({"/a.jpg": Body(image_bytes(1)), "/b.jpg": Body(image_bytes(1))}) as srv:
+        path = tmp_path / "urls.txt"
+        a, b = srv.url("/a.jpg"), srv.url("/b.jpg")
+        path.write_text("\n".join([a, b, a, a]))
+        items = list(iter_urls(str(path), tmp_path / "state", test_config()))
+        assert srv.requests["/a.jpg"] == 1 and srv.requests["/b.jpg"] == 1
+    assert [it.source_id for it in items] == [a, b, f"{a}#row=2", f"{a}#row=3"]
+    assert [it.metadata["fetch_status"] for it in items] == ["ok", "duplicate", "duplicate", "duplicate"]
+    assert items[0].data == image_bytes(1) and all(it.data is None for it in items[1:])
+    assert summary(tmp_path / "state") == {"duplicate": 3, "ok": 1}
+
+
 def test_parse_retry_after():
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
