@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from emocurate.crawl import BackgroundCrawl, CrawlConfig, CrawlProgress
+from emocurate.crawl import CrawlConfig, CrawlProgress
 from emocurate.crawl_state import CrawlState, ShardWriter, record_run
+from emocurate.crawl_thread import BackgroundCrawl
 from emocurate.source_item import SourceItem
 
 DEFAULT_METADATA = ("caption", "label", "license", "title")

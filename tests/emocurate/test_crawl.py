@@ -278,6 +278,24 @@ def test_a_url_listed_several_times_is_fetched_once(tmp_path):
     assert summary(tmp_path / "state") == {"duplicate": 3, "ok": 1}
 
 
+def test_closing_the_source_early_stops_the_crawl_and_keeps_what_finished(tmp_path):
+    good = {f"/e/{i}.jpg": image_bytes(50_000 + i) for i in range(200)}
+    with CrawlServer({p: Body(d) for p, d in good.items()}, delay=0.02) as srv:
+        path = tmp_path / "urls.txt"
+        path.write_text("\n".join(srv.url(p) for p in good))
+        source = iter_urls(str(path), tmp_path / "state", test_config(concurrency=4, per_host=4))
+        first = [next(source) for _ in range(5)]
+        start = time.monotonic()
+        source.close()
+        assert time.monotonic() - start < 2
+        assert all(it.metadata["fetch_status"] == "ok" for it in first)
+        saved = summary(tmp_path / "state")["ok"]
+        assert 5 <= saved < len(good)
+        before = sum(srv.requests[p] for p in good)
+        assert len(list(iter_urls(str(path), tmp_path / "state", test_config()))) == len(good)
+        assert sum(srv.requests[p] for p in good) - before == len(good) - saved  # only the rest is fetched
+
+
 def test_parse_retry_after():
     assert parse_retry_after("7") == 7.0
     assert parse_retry_after(None) is None and parse_retry_after("soon") is None
