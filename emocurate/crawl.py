@@ -1,5 +1,5 @@
 """Fetch image URLs fast and politely (asyncio + aiohttp): concurrency and per-host limits, timeouts, retries with
-backoff, robots.txt and X-Robots-Tag, an SSRF guard on every redirect hop, a body cap, and decoding to verify content.
+backoff, robots.txt (rules and Crawl-delay) and X-Robots-Tag, an SSRF guard on every redirect hop, a body cap, and decoding to verify content.
 
 Why aiohttp: on this project's 2-core machine, against a loopback server of 2,000 JPEGs, aiohttp with 64 connections
 did 558-706 images/s with PIL decode in a thread pool, httpx 141-180 (its pool degrades as concurrency rises).
@@ -156,6 +156,7 @@ class Fetcher:
         self.total = asyncio.Semaphore(cfg.concurrency)
         self.hosts: dict[str, asyncio.Semaphore] = {}
         self.paused_until: dict[str, float] = {}  # netloc -> time.monotonic() before which it gets no request
+        self.next_at: dict[str, float] = {}  # netloc -> earliest start of its next request under a Crawl-delay
         self.robots = RobotsCache(self._fetch_robots, cfg.user_agent)
 
     async def fetch(self, url: str) -> FetchResult:
@@ -224,6 +225,12 @@ class Fetcher:
     async def _request(self, url: str, hop_url: str) -> FetchResult | str:
         """One HTTP request: a finished FetchResult, or the next URL when the response redirects."""
         netloc = urlsplit(hop_url).netloc.lower()
+        delay = 0.0 if self.cfg.ignore_robots else self.robots.crawl_delay(hop_url)
+        if delay:  # robots.txt Crawl-delay: space request starts to this host
+            now = time.monotonic()
+            slot = max(now, self.next_at.get(netloc, 0.0))
+            self.next_at[netloc] = slot + delay
+            await asyncio.sleep(slot - now)
         while True:
             wait = self.paused_until.get(netloc, 0.0) - time.monotonic()
             if wait > 0:  # the host asked everyone to back off (429/503 + Retry-After), not just one URL
@@ -340,6 +347,11 @@ class CrawlProgress:
     def fetched_per_s(self) -> float:
         """Results fetched this run per second (resumed ones excluded)."""
         return (self.done - self.resumed) / max(1e-9, time.monotonic() - self.started_at)
+
+    def line(self) -> str:
+        """A one-line status for a progress bar, e.g. 'ok 1204 | timeout 3 | http_error 2 | 61.2 MB'."""
+        parts = [f"ok {self.ok}"] + [f"{k} {v}" for k, v in sorted(self.failures.items(), key=lambda kv: -kv[1])]
+        return " | ".join(parts + [f"{self.bytes / 1e6:.1f} MB"])
 
     def add(self, status: str, nbytes: int = 0) -> None:
         self.done += 1

@@ -8,10 +8,13 @@ It does not fetch images; `crawl.py` asks it before each request.
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 from typing import Awaitable, Callable
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
+FRACTIONAL_DELAY = re.compile(r"(?im)^(\s*crawl-delay\s*:\s*)(\d*\.\d+)")  # urllib reads integers only: round up
 OPTOUT_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex", "none")
 
 RobotsFetcher = Callable[[str], Awaitable[tuple[int | None, str]]]
@@ -45,11 +48,23 @@ class RobotsCache:
             return f"robots.txt of {origin} disallows this path for {self.agent!r}", False
         return None, False
 
+    def crawl_delay(self, url: str) -> float:
+        """Seconds to leave between requests to this origin (robots.txt Crawl-delay or Request-rate), 0 if none."""
+        parts = urlsplit(url)
+        future = self._parsers.get(f"{parts.scheme}://{parts.netloc}")
+        if future is None or not future.done() or isinstance(future.result(), str):
+            return 0.0
+        parser = future.result()
+        delay = parser.crawl_delay(self.agent)
+        rate = parser.request_rate(self.agent)
+        rate_delay = rate.seconds / rate.requests if rate and rate.requests else 0.0
+        return float(max(delay or 0.0, rate_delay))
+
     async def _load(self, robots_url: str) -> RobotFileParser | str:
         status, text = await self.fetch(robots_url)
         parser = RobotFileParser(robots_url)
         if status is not None and 200 <= status < 300:
-            parser.parse(text.splitlines())
+            parser.parse(FRACTIONAL_DELAY.sub(lambda m: f"{m[1]}{math.ceil(float(m[2]))}", text).splitlines())
         elif status is not None and 400 <= status < 500:
             parser.allow_all = True
         else:

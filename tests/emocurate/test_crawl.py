@@ -188,6 +188,7 @@ def test_every_url_gets_the_right_status_and_good_images_are_fetched_once(server
         want[st] = want.get(st, 0) + 1
     assert counts == dict(sorted(want.items(), key=lambda kv: (-kv[1], kv[0])))
     final = seen_progress[-1]
+    assert final.line().startswith(f"ok {want['ok']} | ") and "timeout 1" in final.line()
     assert final.done == final.total == len(expected) and final.ok == want["ok"]
     assert final.failures["duplicate"] == 1 and final.failures["timeout"] == 1
     assert final.bytes >= sum(len(d) for d in GOOD.values())
@@ -263,6 +264,18 @@ def test_a_host_that_says_retry_after_gets_no_request_before_then(tmp_path):
     times = [t for t, p in srv.log if p != "/robots.txt"]
     assert [p for _, p in srv.log if p != "/robots.txt"][0] == "/busy.jpg"
     assert min(times[1:]) - times[0] >= 0.95  # the other URLs waited out the host's Retry-After too
+
+
+def test_robots_request_rate_spaces_requests(tmp_path):
+    routes = {"/robots.txt": Body(b"User-agent: *\nRequest-rate: 3/1\n", "text/plain")}
+    routes.update({f"/g{i}.jpg": Body(image_bytes(200 + i)) for i in range(4)})
+    with CrawlServer(routes) as srv:
+        path = tmp_path / "urls.txt"
+        path.write_text("\n".join(srv.url(p) for p in routes if p != "/robots.txt"))
+        items = list(iter_urls(str(path), tmp_path / "state", test_config()))
+    assert [it.metadata["fetch_status"] for it in items] == ["ok"] * 4
+    times = sorted(t for t, p in srv.log if p != "/robots.txt")
+    assert min(b - a for a, b in zip(times, times[1:])) >= 0.25
 
 
 def test_a_url_listed_several_times_is_fetched_once(tmp_path):

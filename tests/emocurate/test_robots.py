@@ -60,3 +60,21 @@ def test_robots_unavailable_policy(answer, allowed, temporary):
 )
 def test_x_robots_tag(values, expected):
     assert optout_directive(values, UA) == expected
+
+
+@pytest.mark.parametrize(
+    "rules, delay",
+    [("Crawl-delay: 2", 2.0), ("Crawl-delay: 0.4", 1.0), ("Request-rate: 4/1", 0.25), ("Disallow: /x", 0.0)],
+)
+def test_crawl_delay(rules, delay):
+    async def main():
+        cache = RobotsCache(lambda url: _answer((200, f"User-agent: *\n{rules}\n")), UA)
+        assert cache.crawl_delay("http://h/a.jpg") == 0.0  # unknown until robots.txt is read
+        await cache.check("http://h/a.jpg")
+        return cache.crawl_delay("http://h/b.jpg")
+
+    assert asyncio.run(main()) == delay
+
+
+async def _answer(value):
+    return value
