@@ -171,8 +171,8 @@ class Fetcher:
             except Exception as err:  # a bug or an exotic error must not end the crawl: record it on this URL
                 result = fail(url, "connection_error", f"unexpected {type(err).__name__}: {err}", retryable=True)
             result.attempts = attempt
-            if not result.retryable or attempt > self.cfg.retries:
-                return result
+            if not result.retryable or attempt > self.cfg.retries or result.status == "robots_disallowed":
+                return result  # an unreadable robots.txt is cached for the run: only a later run may retry it
             delay = self._backoff(attempt, result.retry_after)
             if delay is None:
                 result.error += f" (Retry-After {result.retry_after:.0f} s exceeds crawl.backoff_max)"
@@ -190,7 +190,7 @@ class Fetcher:
     async def _follow(self, url: str) -> FetchResult:
         """One attempt: follow redirects by hand so every hop passes the URL, address and robots checks."""
         hop_url = url
-        for hop in range(self.cfg.max_redirects + 1):
+        for _ in range(self.cfg.max_redirects + 1):
             refusal = await self._refuse(url, hop_url)
             if refusal:
                 return refusal

@@ -1,4 +1,5 @@
-"""Consent checks for the crawler: robots.txt (fetched once per host and cached) and `X-Robots-Tag` opt-out headers.
+"""Consent checks for the crawler: robots.txt (fetched once per host per run and cached; rules, Crawl-delay,
+Request-rate) and `X-Robots-Tag` opt-out headers (noai, noimageai, noindex, noimageindex, none).
 
 Policy when robots.txt cannot be read: 4xx (none published) => everything allowed; 5xx, timeout or connection
 failure => everything disallowed for this run (as Google does), recorded as retryable so `retry_failed` tries again.

@@ -238,10 +238,11 @@ def test_robots_fetch_failure_policy(tmp_path, robots, expected):
     with CrawlServer({"/robots.txt": robots, "/a.jpg": Body(image_bytes(1))}) as srv:
         path = tmp_path / "urls.txt"
         path.write_text(srv.url("/a.jpg") + "\n")
-        [item] = iter_urls(str(path), tmp_path / "state", test_config(retries=0))
+        [item] = iter_urls(str(path), tmp_path / "state", test_config(retries=2))
         assert item.metadata["fetch_status"] == expected
         if expected != "ok":
             assert "robots.txt unavailable" in item.error and srv.requests["/a.jpg"] == 0
+            assert srv.requests["/robots.txt"] == 1  # read once per run, its failure not retried within the run
 
 
 def test_retry_after_too_long_gives_up_retryably(tmp_path):
