@@ -1,7 +1,8 @@
 """The `urls:FILE` source: read a URL list (txt, csv, tsv, jsonl, parquet), crawl what is not done yet, and yield one
 SourceItem per URL in input order, resuming from the crawl state in `state_dir`.
 
-A URL listed twice keeps the plain URL as `source_id` for its first row; later rows get `URL#row=N` (N = 0-based row).
+A URL listed twice keeps the plain URL as `source_id` for its first row; later rows get `URL#row=N` (N = 0-based
+index among the list's URL rows) and share one fetch.
 Identical bytes under different URLs: the first in input order is ok, later ones are `duplicate`. It does not decode
 images for the pipeline or decide anything beyond fetching.
 """
@@ -92,10 +93,18 @@ def read_url_list(path: str | Path, cfg: CrawlConfig) -> list[UrlRow]:
 
 
 def iter_urls(
-    path: str, state_dir: Path, cfg: CrawlConfig, progress: Callable[[CrawlProgress], None] | None = None
+    path: str,
+    state_dir: Path,
+    cfg: CrawlConfig,
+    progress: Callable[..., None] | None = None,
+    on_counts: Callable[[CrawlProgress], None] | None = None,
 ) -> Iterator[SourceItem]:
     """Yield exactly one SourceItem per listed URL, in input order, fetching only URLs the state has not done
-    (plus retryable failures when `cfg.retry_failed`). `progress` gets live CrawlProgress counts about 5 times a second.
+    (plus retryable failures when `cfg.retry_failed`).
+
+    `progress(task, advance, total)` is the project's progress protocol: task 'fetch' advances per URL finished (those
+    resumed from the state at once), and 'fetch <status>' (e.g. 'fetch timeout') counts each failure kind live.
+    `on_counts(CrawlProgress)` gets the full counts (ok, bytes, failures by kind, rate), both about 5 times a second.
     """
     rows = read_url_list(path, cfg)
     state_dir = Path(state_dir)
@@ -112,12 +121,10 @@ def iter_urls(
                 seen.add(known.sha256)
     counts.resumed = counts.done
     crawl = BackgroundCrawl(jobs, cfg, ShardWriter(state_dir), counts, seen).start()
-    last_tick = [0.0]
+    report = ProgressReporter(progress, on_counts, len(rows))
 
     def tick(force: bool = False) -> None:
-        if progress and (force or time.monotonic() - last_tick[0] > 0.2):
-            last_tick[0] = time.monotonic()
-            progress(crawl.snapshot())
+        report(crawl.snapshot, force)
 
     first_of: dict[str, str] = {}  # sha256 -> source_id of the first ok row in input order
     try:
@@ -147,3 +154,27 @@ def iter_urls(
     finally:
         crawl.close()
         tick(force=True)
+
+
+class ProgressReporter:
+    """Turns CrawlProgress snapshots into `progress(task, advance, total)` deltas and `on_counts` calls, throttled."""
+
+    def __init__(self, progress: Callable[..., None] | None, on_counts: Callable[[CrawlProgress], None] | None, total: int):
+        self.progress, self.on_counts, self.total = progress, on_counts, total
+        self.last_time = 0.0
+        self.reported: dict[str, int] = {}
+
+    def __call__(self, snapshot: Callable[[], CrawlProgress], force: bool = False) -> None:
+        if not (self.progress or self.on_counts) or (not force and time.monotonic() - self.last_time < 0.2):
+            return
+        self.last_time = time.monotonic()
+        counts = snapshot()
+        if self.on_counts:
+            self.on_counts(counts)
+        if self.progress:
+            for task, value in [("fetch", counts.done)] + [(f"fetch {k}", v) for k, v in counts.failures.items()]:
+                first = task not in self.reported
+                advance = value - self.reported.get(task, 0)
+                if advance or first:
+                    self.progress(task, advance, self.total if task == "fetch" and first else None)
+                self.reported[task] = value

@@ -153,9 +153,14 @@ def url_list(srv: CrawlServer, tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 def test_every_url_gets_the_right_status_and_good_images_are_fetched_once(server, tmp_path):
     path, expected = url_list(server, tmp_path)
-    seen_progress = []
+    seen_progress, bars = [], {}
+
+    def progress(task, advance=0, total=None):  # the project's progress protocol, as the CLI's rich bars get it
+        done, known_total = bars.get(task, (0, None))
+        bars[task] = (done + advance, total if total is not None else known_total)
+
     start = time.monotonic()
-    items = list(iter_urls(str(path), tmp_path / "state", test_config(), progress=seen_progress.append))
+    items = list(iter_urls(str(path), tmp_path / "state", test_config(), progress, on_counts=seen_progress.append))
     assert time.monotonic() - start < 30
 
     assert [it.source_id for it in items] == [ln for ln in path.read_text().splitlines()[1:]]
@@ -192,6 +197,8 @@ def test_every_url_gets_the_right_status_and_good_images_are_fetched_once(server
     assert final.done == final.total == len(expected) and final.ok == want["ok"]
     assert final.failures["duplicate"] == 1 and final.failures["timeout"] == 1
     assert final.bytes >= sum(len(d) for d in GOOD.values())
+    assert bars["fetch"] == (len(expected), len(expected))
+    assert {task: n for task, (n, _) in bars.items() if task != "fetch"} == {f"fetch {s}": n for s, n in want.items() if s != "ok"}
 
 
 def test_rerun_fetches_nothing_and_retry_failed_retries_only_retryable(server, tmp_path):
@@ -200,8 +207,13 @@ def test_rerun_fetches_nothing_and_retry_failed_retries_only_retryable(server, t
     first = {it.source_id: (it.metadata["fetch_status"], it.data) for it in iter_urls(str(path), state, test_config())}
     before = server.requests.copy()
 
-    again = {it.source_id: (it.metadata["fetch_status"], it.data) for it in iter_urls(str(path), state, test_config())}
+    calls = []
+    again = {
+        it.source_id: (it.metadata["fetch_status"], it.data)
+        for it in iter_urls(str(path), state, test_config(), lambda *a: calls.append(a))
+    }
     assert again == first  # bodies come back from the state
+    assert calls[0] == ("fetch", len(expected), len(expected))  # all resumed: the bar is full at once
     assert server.requests == before  # not one request
 
     server.routes["/always503.jpg"] = Body(image_bytes(30_000))  # the outage is over
