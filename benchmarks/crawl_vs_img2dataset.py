@@ -143,9 +143,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=3000, help="number of JPEGs served")
     ap.add_argument("--repeats", type=int, default=2, help="runs of each client (the machine is shared: noise)")
-    ap.add_argument("--concurrency", type=int, default=64, help="our total (= per-host) concurrency")
-    ap.add_argument("--processes", type=int, default=2, help="img2dataset processes_count")
-    ap.add_argument("--threads", type=int, default=32, help="img2dataset thread_count per process")
+    ap.add_argument("--concurrency", type=int, default=64, help="connections in flight, both sides (ours: total = per host)")
+    ap.add_argument("--processes", type=int, default=2, help="img2dataset processes_count (its threads: concurrency / this)")
     ap.add_argument("--skip-keep-bytes", action="store_true", help="skip img2dataset --disable_all_reencoding True")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "emocurate-crawl-bench")
     ap.add_argument("--crawl-worker", nargs=3, metavar=("URLS", "STATE", "CONCURRENCY"), help=argparse.SUPPRESS)
@@ -155,11 +154,14 @@ def main() -> None:
         return crawl_worker(urls, state, int(conc))
 
     exe = ensure_venv()
+    threads = max(1, args.concurrency // args.processes)
     args.work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     images = make_images(args.n, args.work / f"images-{args.n}")
     size_mb = sum(p.stat().st_size for p in images) / 1e6
-    print(f"{args.n} JPEGs, {size_mb:.0f} MB ({time.perf_counter() - t0:.1f} s to make); cpus: {os.cpu_count()}")
+    print(f"{args.n} JPEGs, {size_mb:.0f} MB ({time.perf_counter() - t0:.1f} s to make); cpus: {os.cpu_count()}; "
+          f"load average {os.getloadavg()[0]:.1f}; concurrency {args.concurrency} "
+          f"(img2dataset {args.processes} processes x {threads} threads)")  # fmt: skip
     port_queue: mp.Queue = mp.get_context("fork").Queue()
     server = mp.get_context("fork").Process(target=serve, args=(str(images[0].parent), port_queue), daemon=True)
     server.start()
@@ -171,10 +173,10 @@ def main() -> None:
         for rep in range(args.repeats):
             ours.append(run_ours(urls, args.work, args.concurrency))
             print(line(f"[{rep}] emocurate crawl (decode + sha256)", ours[-1]), flush=True)
-            reenc.append(run_img2dataset(exe, urls, args.work, True, args.processes, args.threads))
+            reenc.append(run_img2dataset(exe, urls, args.work, True, args.processes, threads))
             print(line(f"[{rep}] img2dataset resize_mode=no (re-encodes)", reenc[-1]), flush=True)
             if not args.skip_keep_bytes:
-                keep.append(run_img2dataset(exe, urls, args.work, False, args.processes, args.threads))
+                keep.append(run_img2dataset(exe, urls, args.work, False, args.processes, threads))
                 print(line(f"[{rep}] img2dataset disable_all_reencoding", keep[-1]), flush=True)
     finally:
         server.terminate()

@@ -94,23 +94,35 @@ class BackgroundCrawl:
         self.window = asyncio.Semaphore(self.cfg.window)
         write_pool = ThreadPoolExecutor(1, thread_name_prefix="emocurate-shards")
         decode_pool = ThreadPoolExecutor(self.cfg.decode_workers, thread_name_prefix="emocurate-decode")
-        tasks: set[asyncio.Task] = set()
+        tasks: set[asyncio.Task] = set()  # fetches in flight (finished ones drop out: the job list may be huge)
+        crashed: list[BaseException] = []
+
+        def finished(task: asyncio.Task) -> None:
+            tasks.discard(task)
+            if not task.cancelled() and task.exception() is not None:
+                crashed.append(task.exception())
+
+        flusher = None
         try:
             async with make_session(self.cfg) as session:
                 fetcher = Fetcher(self.cfg, session, AddressGuard(self.cfg.allow_hosts), decode_pool)
                 flusher = asyncio.create_task(self._flush_every(write_pool))
                 for row, key, url in self.jobs:
                     await self.window.acquire()
+                    if crashed:
+                        break
                     task = asyncio.create_task(self._one(fetcher, row, key, url, write_pool))
                     tasks.add(task)
-                    task.add_done_callback(tasks.discard)
-                while tasks:
-                    await asyncio.gather(*list(tasks))
-                flusher.cancel()
+                    task.add_done_callback(finished)
+                if tasks:
+                    await asyncio.wait(set(tasks), return_when=asyncio.FIRST_EXCEPTION)
+                if crashed:  # a bug in the crawl itself (fetch errors are results): stop and surface it
+                    raise crashed[0]
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            for task in [*tasks, flusher]:
+                if task is not None:
+                    task.cancel()
+            await asyncio.gather(*tasks, *([flusher] if flusher else []), return_exceptions=True)
             write_pool.submit(self.writer.flush).result()
             write_pool.shutdown()
             decode_pool.shutdown(wait=True, cancel_futures=True)
