@@ -393,3 +393,16 @@ def _ok_urls(state: Path) -> list[str]:
 def test_config_errors_say_what_to_fix(kw, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         CrawlConfig(**kw)
+
+
+def test_config_from_recipe_overrides():
+    from emocurate.config import ConfigError, from_dict, set_dotted
+
+    data = {}
+    for item in ("ignore_robots=true", "allow_hosts=127.0.0.1,10.0.0.0/8", "retry_failed=true", "read_timeout=5"):
+        set_dotted(data, item)
+    cfg = from_dict(CrawlConfig, data)
+    assert cfg.ignore_robots and cfg.retry_failed and cfg.allow_hosts == ["127.0.0.1", "10.0.0.0/8"]
+    assert cfg.read_timeout == 5.0 and cfg.settings()["ignore_robots"] is True
+    with pytest.raises(ConfigError, match="allow_hosts entry 'x/99'"):
+        from_dict(CrawlConfig, {"allow_hosts": ["x/99"]})
