@@ -1,5 +1,6 @@
 """Fetch image URLs fast and politely (asyncio + aiohttp): concurrency and per-host limits, timeouts, retries with
-backoff, robots.txt (rules and Crawl-delay) and X-Robots-Tag, an SSRF guard on every redirect hop, a body cap, and decoding to verify content.
+backoff, robots.txt (rules, Crawl-delay) and X-Robots-Tag, an SSRF guard on every redirect hop, a body cap, and
+decoding (decode.decode_image, in threads) to verify content.
 
 Why aiohttp: on this project's 2-core machine, against a loopback server of 2,000 JPEGs, aiohttp with 64 connections
 did 558-706 images/s with PIL decode in a thread pool, httpx 141-180 (its pool degrades as concurrency rises).
