@@ -7,7 +7,7 @@ the whole frozen UNet (to conv_in) and the AdamW step exists but is negligible.
 On CPU the step time is, by default, the process CPU time of a single-threaded run: on a machine shared with other
 jobs it is far steadier than wall time (which is also printed); on an idle machine `--threads 2 --clock wall`.
 
-    python benchmarks/hilora_step.py              # CPU, ~4 min of CPU time
+    python benchmarks/hilora_step.py              # CPU: about 1 min of CPU time, 1-2 min wall on a busy machine
     python benchmarks/hilora_step.py --full       # GPU
 """
 
