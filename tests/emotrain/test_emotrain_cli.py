@@ -7,7 +7,7 @@ from typer.testing import CliRunner
 
 from emotrain.cli import app
 
-from conftest import TINY_OVERRIDES  # noqa: E402
+from tests.emotrain.conftest import TINY_OVERRIDES  # noqa: E402
 
 runner = CliRunner()
 DEMO = str(Path(__file__).resolve().parents[2] / "recipes" / "train" / "demo.yaml")

@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from emotrain.train import train
 
-from conftest import tiny_recipe  # noqa: E402  (tests/emotrain is on sys.path under pytest's rootdir import mode)
+from tests.emotrain.conftest import tiny_recipe  # noqa: E402  (tests/emotrain is on sys.path under pytest's rootdir import mode)
 
 
 def _weights(run):
