@@ -59,6 +59,12 @@ def build(
     source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="Replaces the recipe's sources (repeatable)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Read at most N input items in total."),
     no_publish: bool = typer.Option(False, "--no-publish", help="Stop after records.parquet (no dataset/ folder)."),
+    executor: str = typer.Option("local", "--executor", help="local: this process, stage by stage; ray: a Ray cluster "
+                                 "(needs the ray extra). Either resumes the other's run folder."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: an existing cluster "
+                                              "(e.g. auto); default: a local Ray runtime on loopback."),
+    ray_allow_network: bool = typer.Option(False, "--ray-allow-network", help="Start the local Ray runtime without the "
+                                           "loopback proxy guard (Ray then probes cloud metadata at 169.254.169.254)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides: key=value (e.g. classify.min_confidence=0.8)."),
 ):
     """Run (or resume) the whole pipeline into RUN; finished shards are never redone."""
@@ -74,7 +80,18 @@ def build(
         cfg = load_recipe(recipe, items)
     except (ConfigError, ValueError) as err:
         _fail(err)
-    from emocurate.pipeline import build as run_build
+    if executor not in ("local", "ray"):
+        _fail(ValueError(f"--executor must be 'local' or 'ray'; got {executor!r}"))
+    if executor == "local" and (ray_address or ray_allow_network):
+        _fail(ValueError("--ray-address and --ray-allow-network need --executor ray"))
+    if executor == "ray":
+        from functools import partial
+
+        from emocurate.ray_executor import build as ray_build
+
+        run_build = partial(ray_build, address=ray_address, allow_network=ray_allow_network)
+    else:
+        from emocurate.pipeline import build as run_build
 
     try:
         with RichProgress() as progress:

@@ -15,6 +15,7 @@ from emocurate.clipscore import ClipFilterConfig
 from emocurate.config import ConfigError, load
 from emocurate.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from emocurate.emotions import EMOTIONS, check_emotions
+from emocurate.ray_executor import RayConfig
 from emocurate.publish import PublishConfig
 
 
@@ -54,6 +55,8 @@ class CurateRecipe:
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     clip_filter: ClipFilterConfig = field(default_factory=ClipFilterConfig)
     publish: PublishConfig = field(default_factory=lambda: PublishConfig(pretty_name="Emotion-captioned images"))
+    ray: RayConfig = field(default_factory=RayConfig)
+    """Where `emocurate build --executor ray` runs each stage (GPUs per actor, pool sizes); the local executor ignores it."""
 
     def __post_init__(self):
         self.emotions = list(check_emotions(self.emotions))

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 
 ray = pytest.importorskip("ray")
-pytest.importorskip("emocurate.pipeline")  # TEMPORARY: until the pipeline (curate-core) is on main
 
 from emocurate import pipeline, ray_executor  # noqa: E402
 from emocurate.config import ConfigError  # noqa: E402

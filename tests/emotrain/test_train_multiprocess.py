@@ -13,9 +13,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("emotrain.train")  # TEMPORARY: until the training loop (train) is on main
-
-from emotrain.train import train  # noqa: E402
+from emotrain.train import train
 
 ROOT = Path(__file__).parents[2]
 STEPS = ["optim.max_steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3", "run.report_to=tensorboard",
@@ -62,12 +60,14 @@ def test_two_processes_checkpoint_once_resume_and_match_one_process(tmp_path, ti
     run = tmp_path / "two"
     launch(tiny_dataset, run, "--max-steps", "2", *TINY, "optim.batch_size=1")
     first = json.loads((run / "checkpoints" / "checkpoint-2" / "state.json").read_text())
-    assert first == {"step": 2, "position": 4, "num_processes": 2}  # two ranks really ran: 2 steps x 2 x 1 sample
+    # two ranks really ran: 2 steps x 2 ranks x 1 sample
+    assert {k: first[k] for k in ("step", "position", "num_processes")} == {"step": 2, "position": 4, "num_processes": 2}
     launch(tiny_dataset, run, "--resume", "latest", *TINY, "optim.batch_size=1")
 
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-2", "checkpoint-4"]
     final = run / "checkpoints" / "checkpoint-4"
-    assert json.loads((final / "state.json").read_text()) == {"step": 4, "position": 8, "num_processes": 2}
+    state = json.loads((final / "state.json").read_text())
+    assert {k: state[k] for k in ("step", "position", "num_processes")} == {"step": 4, "position": 8, "num_processes": 2}
     # written once by rank 0, plus one RNG state per rank; nothing half-written left over
     assert sorted(p.name for p in final.iterdir()) == [
         "encoder.safetensors", "hilora.safetensors", "mapper.safetensors", "optimizer.pt", "rng_0.pt", "rng_1.pt",
