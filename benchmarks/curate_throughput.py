@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "recipes" / "curate" / "demo.yaml"
-STAGE_DIRS = {"ingest": "ingest", "classify": "classify", "caption": "caption", "clip_score": "clipscore"}
+STAGES = ("ingest", "classify", "caption", "clip_score")
 
 
 def write_images(folder: Path, n: int, size: int, seed: int = 0) -> Path:
@@ -61,15 +61,13 @@ def build_mid_clip(folder: Path) -> str:
     return str(folder)
 
 
-def stage_rates(run: Path, timings: dict) -> dict[str, tuple[int, float]]:
-    """Per stage: (rows the stage processed, rows/s over its wall time, model loading and scheduling included)."""
-    import pyarrow.parquet as pq
-
+def stage_rates(stages: dict) -> dict[str, tuple[float, float]]:
+    """Per stage, from a build summary: (items/s over the stage's wall time, items/s without model loading)."""
     out = {}
-    for stage, folder in STAGE_DIRS.items():
-        rows = sum(pq.read_metadata(p).num_rows for p in (run / "shards" / folder).glob("*.parquet"))
-        seconds = timings.get(stage, 0.0)
-        out[stage] = (rows, rows / seconds if seconds else float("nan"))
+    for stage in STAGES:
+        st = stages.get(stage) or {}
+        items, seconds, load = st.get("items") or 0, st.get("seconds") or 0.0, st.get("load_s") or 0.0
+        out[stage] = (items / seconds if seconds else float("nan"), items / (seconds - load) if seconds > load else float("nan"))
     return out
 
 
@@ -164,16 +162,18 @@ def main(argv=None) -> int:
             summary = ray_build(recipe, run, publish=False)
         else:
             raise SystemExit(f"unknown executor {name!r}: use local and/or ray")
-        results[name] = (time.perf_counter() - start, stage_rates(run, summary["timings_s"]))
+        results[name] = (time.perf_counter() - start, stage_rates(summary["stages"]))
 
     print(f"input: {args.images} JPEGs of {args.size}x{args.size} px, shards of {args.shard_size}; "
           f"clip_filter.model={'tiny:clip' if args.clip == 'tiny' else 'random ViT-B/32-shaped CLIP'}; demo recipe's tiny "
           f"classifier and captioner; CPU, torch threads {args.threads or 'default'}")
-    print(f"{'stage':<12}" + "".join(f"{name + ' images/s':>20}" for name in results))
-    for stage in STAGE_DIRS:
-        print(f"{stage:<12}" + "".join(f"{rates[stage][1]:>20.1f}" for _, rates in results.values()))
-    print(f"{'wall s':<12}" + "".join(f"{wall:>20.1f}" for wall, _ in results.values()))
-    print("(stage rates include model loading; under Ray also actor start-up, as a real run pays them)")
+    print(f"{'images/s':<12}" + "".join(f"{name + ' (all)':>16}{name + ' (no load)':>20}" for name in results))
+    for stage in STAGES:
+        print(f"{stage:<12}" + "".join(f"{all_:>16.1f}{work:>20.1f}" for _, rates in results.values()
+                                       for all_, work in [rates[stage]]))
+    print(f"{'wall s':<12}" + "".join(f"{wall:>16.1f}{'':>20}" for wall, _ in results.values()))
+    print("(all: the stage's wall time, model loading and, under Ray, actor start-up included; no load: without the "
+          "model loading time)")
     run = work / f"run-{next(iter(results))}"
     stage_rate, bare_rate, n = clip_stage_vs_bare(run, recipe, args.repeats)
     print(f"clip score on {n} images, batch {recipe.clip_filter.batch_size}: stage {stage_rate:.1f} images/s "

@@ -111,15 +111,18 @@ class ShardWorker:
 
     def __init__(self, stage: str, recipe, run_dir: str):
         self.stage, self.recipe, self.run_dir = stage, recipe, Path(run_dir)
+        start = time.perf_counter()
         self.model, self.info = load_stage_model(stage, recipe, self.run_dir)
+        self.load_s = time.perf_counter() - start
 
     def __call__(self, batch: dict) -> dict:
-        out = {"shard": [], "table": [], "model": []}
+        out = {"shard": [], "table": [], "model": [], "load_s": []}
         for shard, keys in zip(batch["shard"], batch["keys"]):
             table = run_shard(self.stage, self.recipe, self.model, self.run_dir, int(shard), _from_ipc(keys))
             out["shard"].append(int(shard))
             out["table"].append(_to_ipc(table))
             out["model"].append(json.dumps(self.info))
+            out["load_s"].append(self.load_s)
         return out
 
 
@@ -149,12 +152,13 @@ def stage_placement(stage: str, recipe, scfg: RayStageConfig, cluster_gpus: floa
 
 
 def run_model_stage(stage: str, recipe, run_dir: Path, todo: dict[int, pa.Table], scfg: RayStageConfig,
-                    on_shard: Callable[[int, pa.Table, dict], None]) -> None:
-    """Every shard in `todo` (shard -> key table) through an actor pool; `on_shard` gets each result as it arrives."""
+                    on_shard: Callable[[int, pa.Table, dict], None]) -> float:
+    """Every shard in `todo` (shard -> key table) through an actor pool; `on_shard` gets each result as it arrives.
+    Returns the longest model load among the actors (seconds; they load in parallel)."""
     import ray
 
     if not todo:
-        return
+        return 0.0
     gpus, actors = stage_placement(stage, recipe, scfg, float(_cluster_resources().get("GPU", 0)))
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False  # the caller shows progress; Ray Data's bars would fight with it
@@ -166,8 +170,11 @@ def run_model_stage(stage: str, recipe, run_dir: Path, todo: dict[int, pa.Table]
         batch_size=1,  # one shard per call: the pure function sees exactly the rows (and batches) the local executor does
         compute=ray.data.ActorPoolStrategy(size=min(actors, len(items))), num_gpus=gpus, num_cpus=scfg.num_cpus,
     )
+    load_s = 0.0
     for row in results.iter_rows():
         on_shard(int(row["shard"]), _from_ipc(row["table"]), json.loads(row["model"]))
+        load_s = max(load_s, float(row["load_s"]))
+    return load_s
 
 
 def ingest_all(recipe, run_dir: Path, progress, in_flight: int, crawl_cfg=None) -> int:
@@ -215,8 +222,10 @@ def build(recipe, run_dir: str | Path, progress=None, address: Optional[str] = N
     guard (emocurate.ray_runtime), with `num_cpus` CPUs (None = all).
     """
     from emocurate import pipeline, shards
+    from emocurate.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, NOT_SCORED
     from emocurate.ingest import META_COLUMNS
     from emocurate.progress import no_progress
+    from emocurate.publish_run import publish_records
     from emocurate.ray_runtime import ray_session
     from emocurate.run_folder import prepare_run
 
@@ -228,7 +237,7 @@ def build(recipe, run_dir: str | Path, progress=None, address: Optional[str] = N
     env = {k: os.environ[k] for k in WORKER_ENV if k in os.environ} if address else None
     models_path = run_dir / "models.json"
     models_info = json.loads(models_path.read_text()) if models_path.exists() else {}
-    timings: dict[str, float] = {}
+    stages: dict[str, dict] = {}
 
     def noting(stage: str, write: Callable[[int, pa.Table], None]):
         def on_shard(shard: int, table: pa.Table, info: dict) -> None:
@@ -239,48 +248,39 @@ def build(recipe, run_dir: str | Path, progress=None, address: Optional[str] = N
             progress(stage if stage != "clip_filter" else "clip_score", table.num_rows)
         return on_shard
 
-    def timed(name: str, fn, *args):
+    def model_stage(name: str, stage: str, todo: dict[int, pa.Table], write: Callable[[int, pa.Table], None]) -> None:
+        """Run one model stage and note it in the summary as the local build does: items, seconds, model load."""
+        progress(name, 0, sum(t.num_rows for t in todo.values()))
         start = time.perf_counter()
-        out = fn(*args)
-        timings[name] = round(time.perf_counter() - start, 3)
-        return out
+        load_s = run_model_stage(stage, recipe, run_dir, todo, getattr(cfg, stage), noting(stage, write))
+        stages[name] = {"seconds": round(time.perf_counter() - start, 3), "load_s": round(load_s, 3),
+                        "items": sum(t.num_rows for t in todo.values())}
 
     with ray_session(address=address, num_cpus=num_cpus, allow_network=allow_network, env_vars=env):
         in_flight = cfg.ingest_in_flight or max(2, 2 * int(_cluster_resources().get("CPU", 1)))
-        n = timed("ingest", ingest_all, recipe, run_dir, progress, in_flight, crawl_cfg)
+        start = time.perf_counter()
+        n = ingest_all(recipe, run_dir, progress, in_flight, crawl_cfg)
         if n == 0:
             raise ValueError(f"the sources {recipe.sources} gave no items: nothing to curate")
         meta = shards.read_stage(run_dir, "ingest", n, META_COLUMNS)
+        stages["ingest"] = {"seconds": round(time.perf_counter() - start, 3), "load_s": 0.0, "items": meta.num_rows}
 
-        def classify():
-            todo = {s: pa.table({"id": ids}) for s, ids in enumerate(pipeline._first_new_ids(meta, n))
-                    if ids and not shards.is_done(run_dir, "classify", s)}
-            progress("classify", 0, sum(t.num_rows for t in todo.values()))
-            write = lambda s, t: shards.write_shard(run_dir, "classify", s, t)  # noqa: E731
-            run_model_stage("classify", recipe, run_dir, todo, cfg.classify, noting("classify", write))
+        todo = {s: pa.table({"id": ids}) for s, ids in enumerate(pipeline._first_new_ids(meta, n))
+                if ids and not shards.is_done(run_dir, "classify", s)}
+        model_stage("classify", "classify", todo, lambda s, t: shards.write_shard(run_dir, "classify", s, t))
 
-        def caption():
-            from emocurate.decide import CAPTION_SCHEMA
+        todo = pipeline._pending(pipeline.decide_run(run_dir, recipe, n), "caption", "emotion")
+        model_stage("caption", "caption", todo, lambda s, t: pipeline._merge_into_shard(
+            run_dir, "caption", s, t, ["id", "caption_emotion"], CAPTION_SCHEMA))
 
-            todo = pipeline._pending(pipeline.decide_run(run_dir, recipe, n), "caption", "emotion")
-            progress("caption", 0, sum(t.num_rows for t in todo.values()))
-            write = lambda s, t: pipeline._merge_into_shard(  # noqa: E731
-                run_dir, "caption", s, t, ["id", "caption_emotion"], CAPTION_SCHEMA)
-            run_model_stage("caption", recipe, run_dir, todo, cfg.caption, noting("caption", write))
-
-        def clip_score():
-            from emocurate.decide import CLIPSCORE_SCHEMA, NOT_SCORED
-
-            todo = pipeline._pending(pipeline.decide_run(run_dir, recipe, n), "clip_filter", "caption", NOT_SCORED)
-            progress("clip_score", 0, sum(t.num_rows for t in todo.values()))
-            write = lambda s, t: pipeline._merge_into_shard(  # noqa: E731
-                run_dir, "clipscore", s, t, ["id", "caption"], CLIPSCORE_SCHEMA)
-            run_model_stage("clip_filter", recipe, run_dir, todo, cfg.clip_filter, noting("clip_filter", write))
-
-        timed("classify", classify)
-        timed("caption", caption)
-        timed("clip_score", clip_score)
+        todo = pipeline._pending(pipeline.decide_run(run_dir, recipe, n), "clip_filter", "caption", NOT_SCORED)
+        model_stage("clip_score", "clip_filter", todo, lambda s, t: pipeline._merge_into_shard(
+            run_dir, "clipscore", s, t, ["id", "caption"], CLIPSCORE_SCHEMA))
     records = pipeline.decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
-    dataset, why_not = timed("publish", pipeline.publish_run, run_dir, recipe, records, n) if publish else (None, "--no-publish")
-    return pipeline.summarize(records, timings, dataset, why_not)
+    dataset, why_not = None, "--no-publish"
+    if publish:
+        start = time.perf_counter()
+        dataset, why_not = publish_records(run_dir, recipe, records)
+        stages["publish"] = {"seconds": round(time.perf_counter() - start, 3), "load_s": 0.0, "items": None}
+    return pipeline.summarize(records, stages, dataset, why_not)

@@ -43,7 +43,7 @@ def inputs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_run(inputs, tmp_path_factory):
     run = tmp_path_factory.mktemp("local") / "run"
-    pipeline.build(load_recipe(DEMO, overrides(inputs)), run, publish=False)
+    pipeline.build(load_recipe(DEMO, overrides(inputs)), run)
     return run
 
 
@@ -84,9 +84,14 @@ def test_stage_placement_follows_the_recipe_and_the_cluster():
 @pytest.mark.slow
 def test_ray_executor_writes_what_the_local_executor_writes(inputs, local_run, tmp_path):
     run = tmp_path / "ray"
-    summary = ray_executor.build(load_recipe(DEMO, overrides(inputs)), run, publish=False, num_cpus=2)
+    summary = ray_executor.build(load_recipe(DEMO, overrides(inputs)), run, num_cpus=2)
     assert summary["records"] == 9 and summary["kept"] > 0
+    assert summary["stages"]["ingest"]["items"] == 9 and summary["stages"]["classify"]["items"] == 7  # 1 copy, 1 bad
     assert_same_run(local_run, run)
+    data = sorted(p.relative_to(run).as_posix() for p in (run / "dataset" / "data").iterdir())
+    assert data and data == sorted(p.relative_to(local_run).as_posix() for p in (local_run / "dataset" / "data").iterdir())
+    for name in data:
+        assert pq.read_table(run / name).equals(pq.read_table(local_run / name)), name
     assert not ray.is_initialized()
 
 
