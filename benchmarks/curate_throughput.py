@@ -111,17 +111,16 @@ def clip_stage_vs_bare(run: Path, recipe, repeats: int) -> tuple[float, float, i
                 txt = txt if hasattr(txt, "shape") else txt.pooler_output
                 torch.nn.functional.cosine_similarity(img, txt)
 
-    def rate(fn) -> float:
+    runs = {"stage": stage, "bare": bare}
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for fn in runs.values():
         fn()  # warm-up
-        times = []
-        for _ in range(repeats):
+    for _ in range(repeats):  # interleaved, so load from other processes on the machine hits both alike
+        for name, fn in runs.items():
             start = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - start)
-        return rows.num_rows / statistics.median(times)
-
-    # interleaved, so load from other processes on the machine hits both alike
-    stage_rate, bare_rate = rate(stage), rate(bare)
+            times[name].append(time.perf_counter() - start)
+    stage_rate, bare_rate = (rows.num_rows / statistics.median(times[name]) for name in runs)
     return stage_rate, bare_rate, rows.num_rows
 
 
@@ -132,7 +131,7 @@ def main(argv=None) -> int:
     parser.add_argument("--clip", choices=["tiny", "mid"], default="tiny", help="tiny:clip, or a random ViT-B/32-shaped CLIP")
     parser.add_argument("--shard-size", type=int, default=16)
     parser.add_argument("--executors", default="local,ray", help="comma-separated: local, ray")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes of each CLIP measurement (median)")
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads in this process (0 = torch's default); "
                         "1 is steadier on a machine shared with other jobs")
     args = parser.parse_args(argv)
