@@ -45,6 +45,23 @@ class RichProgress:
         return self.bars.__exit__(*exc)
 
 
+def _quiet_libraries() -> None:
+    """Our bars are the progress display: silence transformers/diffusers/datasets loading bars and deprecation chatter."""
+    import warnings
+
+    import datasets
+    import diffusers
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def _fail(err: Exception) -> None:
     from rich.console import Console
 
@@ -117,6 +134,7 @@ def eval_command(
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(err)
     generation = None
+    _quiet_libraries()
     try:
         with RichProgress() as progress:
             if model is not None or baseline is not None:
@@ -144,11 +162,10 @@ def _print_summary(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from emotrain.eval_report import EXTRA_COLUMNS, MAIN_COLUMNS
+    from emotrain.eval_report import MAIN_COLUMNS
 
-    columns = [c for c in MAIN_COLUMNS + EXTRA_COLUMNS
-               if any(m["overall"].get(c[0]) is not None for m in results["models"].values())]
-    table = Table(title="emotrain eval")
+    columns = [c for c in MAIN_COLUMNS if any(m["overall"].get(c[0]) is not None for m in results["models"].values())]
+    table = Table(title="emotrain eval (Table 1 metrics; the rest is in report.md)")
     table.add_column("model")
     for _, title, _ in columns:
         table.add_column(title, justify="right")
@@ -157,4 +174,5 @@ def _print_summary(results: dict, out: Path) -> None:
         table.add_row(name, *[fmt.format(overall[k]) if k in overall else "-" for k, _, fmt in columns])
     console = Console()
     console.print(table)
-    console.print(f"report: {out / 'report.md'}   every number: {out / 'results.json'}")
+    console.print(f"report: {out / 'report.md'}")
+    console.print(f"every number and setting: {out / 'results.json'}")
