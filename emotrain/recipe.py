@@ -1,0 +1,177 @@
+"""The training recipe: typed, commented dataclasses loaded from YAML with `emocurate.config.load` (dotted overrides).
+
+Defaults are the paper's settings (CoEmoGen, "Implementation details"). It only describes a run; `train.py` executes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+from emocurate.emotions import check_emotions
+
+
+@dataclass
+class ModelConfig:
+    pretrained: str = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+    """Base Stable Diffusion 1.5 pipeline (Hub id, local folder or `tiny:sd`)."""
+    revision: str | None = None
+    """Hub revision of the base model; the resolved commit is recorded in the run's config.json."""
+    clip: str = "openai/clip-vit-large-patch14"
+    """CLIP model giving the image encoder (patch tokens) and the text projection used by L_SEM."""
+    clip_revision: str | None = None
+
+
+@dataclass
+class DataConfig:
+    image_column: str = "image"
+    emotion_column: str = "emotion"
+    caption_column: str = "caption"
+    split: str = "train"
+    emotions: list[str] | None = None
+    """Emotions the model learns (one LoRA each). None: every emotion present in the dataset, in EmoSet order."""
+    resolution: int = 512
+    """Training images are resized (short side) and center-cropped to this size."""
+    random_flip: bool = False
+    oversample: bool = True
+    """Random oversampling (seeded) so every emotion has as many samples as the largest one (paper, following EmoGen)."""
+    validate_images: bool = True
+    """Decode every image before the first step; undecodable ones make the run stop with a report."""
+    num_workers: int = 0
+
+    def __post_init__(self) -> None:
+        if self.emotions is not None:
+            self.emotions = list(check_emotions(self.emotions))
+        if self.resolution < 8 or self.resolution % 8:
+            raise ValueError(f"resolution must be a positive multiple of 8; got {self.resolution}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0; got {self.num_workers}")
+
+
+@dataclass
+class ConditioningConfig:
+    mapper_hidden: int = 512
+    """Hidden width of the Neuro-symbolic Mapper (paper: 512)."""
+    d0: int = 768
+    """Attention width of the Visual-perception Encoder (paper: 768)."""
+    prompt: str = "<emotion>"
+    """Training prompt; `<emotion>` is the placeholder whose input embedding is e_i^v."""
+
+    def __post_init__(self) -> None:
+        if self.mapper_hidden < 1 or self.d0 < 1:
+            raise ValueError(f"mapper_hidden and d0 must be >= 1; got {self.mapper_hidden}, {self.d0}")
+        if self.prompt.count("<emotion>") != 1:
+            raise ValueError(f"conditioning.prompt must contain '<emotion>' exactly once; got {self.prompt!r}")
+
+
+@dataclass
+class HiLoRAConfig:
+    rank: int = 4
+    alpha: float | None = None
+    """LoRA scale numerator (scale = alpha / rank); None means alpha = rank (scale 1)."""
+    target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    emotion_loras: bool = True
+    """Ablation: false removes the emotion-specific LoRAs."""
+    polarity_loras: bool = True
+    """Ablation: false removes the polarity-shared LoRAs."""
+
+    def __post_init__(self) -> None:
+        if self.rank < 1:
+            raise ValueError(f"hilora.rank must be >= 1; got {self.rank}")
+        if not (self.emotion_loras or self.polarity_loras):
+            raise ValueError("hilora.emotion_loras and hilora.polarity_loras cannot both be false (nothing to train)")
+        if not self.target_modules:
+            raise ValueError("hilora.target_modules is empty")
+
+
+@dataclass
+class LossConfig:
+    semantic: bool = True
+    """Ablation: false trains with L_LDM alone."""
+    semantic_type: Literal["cosine", "mae", "mse", "kl"] = "cosine"
+    semantic_weight: float = 1.0
+    """lambda in L = L_LDM + lambda * L_SEM."""
+
+    def __post_init__(self) -> None:
+        if self.semantic_weight < 0:
+            raise ValueError(f"loss.semantic_weight must be >= 0; got {self.semantic_weight}")
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    weight_decay: float = 1e-2
+    eps: float = 1e-8
+    batch_size: int = 1
+    """Per-device batch size (paper: 1)."""
+    gradient_accumulation: int = 1
+    max_steps: int = 130_000
+    """Optimizer steps (paper: 130,000 iterations)."""
+    max_grad_norm: float | None = None
+    """Gradient clipping; None (paper) disables it."""
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0:
+            raise ValueError(f"optim.lr must be > 0; got {self.lr}")
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"optim.betas must be two numbers in [0, 1); got {self.betas}")
+        if self.batch_size < 1 or self.gradient_accumulation < 1 or self.max_steps < 1:
+            raise ValueError("optim.batch_size, optim.gradient_accumulation and optim.max_steps must be >= 1")
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    """Frozen models run in this dtype; trained weights stay float32."""
+    gradient_checkpointing: bool = False
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 3
+    validate_every: int = 5000
+    """Steps between validation grids (one image per emotion, fixed seeds); 0 disables."""
+    log_every: int = 10
+    report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    inference_steps: int = 30
+    guidance: float = 7.5
+    samples_per_emotion: int = 4
+    """Images per emotion in the model card's sample grids (0: no samples)."""
+    cluster_batch_size: int = 32
+    """Batch size of the CLIP image-embedding pass that builds the emotion clusters."""
+    allow_tf32: bool = True
+    """On Ampere+ GPUs, TF32 matmuls for the frozen models (faster; trained weights stay float32)."""
+    cpu_threads: int | None = None
+    """torch intra-op threads when training on CPU (None: torch's default). Tiny models on busy shared cores run
+    many times faster with 1."""
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise ValueError(f"run.checkpoint_every must be >= 1; got {self.checkpoint_every}")
+        if self.keep_checkpoints < 1:
+            raise ValueError(f"run.keep_checkpoints must be >= 1; got {self.keep_checkpoints}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"run.cpu_threads must be >= 1 or null; got {self.cpu_threads}")
+        if self.validate_every < 0 or self.log_every < 1 or self.inference_steps < 1 or self.samples_per_emotion < 0:
+            raise ValueError("run.validate_every/samples_per_emotion must be >= 0, run.log_every/inference_steps >= 1")
+
+
+@dataclass
+class TrainRecipe:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    emotion_input: Literal["onehot", "learnable", "text"] = "onehot"
+    """Ablation (Table 2b): one-hot + Neuro-symbolic Mapper | a learnable vector per emotion | the frozen word embedding."""
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    hilora: HiLoRAConfig = field(default_factory=HiLoRAConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainRecipe:
+    """Read a training recipe (YAML) with dotted `key=value` overrides; unknown keys or bad values raise ConfigError."""
+    from emocurate.config import load
+
+    return load(TrainRecipe, path, overrides)
+

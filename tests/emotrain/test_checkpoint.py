@@ -1,0 +1,35 @@
+import pytest
+from accelerate import Accelerator
+
+from emotrain import checkpoint
+
+
+def test_latest_skips_half_written_and_rotation_keeps_last(tmp_path):
+    import torch
+
+    acc = Accelerator(cpu=True)
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
+    for step in (1, 2, 3):
+        checkpoint.save(acc, tmp_path, step, step * 4, {"mapper": {"w": torch.full((2,), float(step))}}, opt, keep=2)
+    (tmp_path / ".checkpoint-9.tmp").mkdir()  # a crash mid-write leaves only a hidden tmp folder
+    assert [p.name for p in checkpoint.checkpoints(tmp_path)] == ["checkpoint-2", "checkpoint-3"]
+    latest = checkpoint.find(tmp_path, "latest")
+    state, tensors = checkpoint.load(acc, latest)
+    assert state == {"step": 3, "position": 12, "num_processes": 1} and tensors["mapper"]["w"].tolist() == [3.0, 3.0]
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        checkpoint.find(tmp_path / "empty", "latest")
+    with pytest.raises(FileNotFoundError, match="not a checkpoint folder"):
+        checkpoint.find(tmp_path, str(tmp_path / ".checkpoint-9.tmp"))
+
+
+def test_rng_restored(tmp_path):
+    import torch
+
+    acc = Accelerator(cpu=True)
+    opt = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(2))])
+    torch.manual_seed(123)
+    checkpoint.save(acc, tmp_path, 1, 0, {}, opt, keep=1)
+    expected = torch.rand(3)
+    torch.manual_seed(999)
+    checkpoint.load(acc, checkpoint.find(tmp_path, "latest"))
+    assert torch.equal(torch.rand(3), expected)

@@ -1,0 +1,84 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from emotrain.train import train
+
+from tests.emotrain.conftest import tiny_recipe  # noqa: E402  (tests/emotrain is on sys.path under pytest's rootdir import mode)
+
+
+def _weights(run):
+    out = {f"hilora.{k}": v for k, v in load_file(str(run / "hilora.safetensors")).items()}
+    for name in ("mapper", "encoder"):
+        out.update({f"{name}.{k}": v for k, v in load_file(str(run / name / "diffusion_pytorch_model.safetensors")).items()})
+    return out
+
+
+@pytest.mark.parametrize("shape", [["optim.batch_size=2"], ["optim.batch_size=1", "optim.gradient_accumulation=2"]],
+                         ids=["batch2", "accumulate2"])
+def test_resume_equals_uninterrupted_run(tmp_path, tiny_dataset, shape):
+    recipe = tiny_recipe("optim.max_steps=4", *shape)
+    straight = train(recipe, tiny_dataset, tmp_path / "straight")
+    stopped = train(recipe, tiny_dataset, tmp_path / "resumed", max_steps=2)
+    assert json.loads((stopped / "config.json").read_text())["steps"] == 2
+    resumed = train(recipe, tiny_dataset, tmp_path / "resumed", resume="latest")
+
+    a, b = _weights(straight), _weights(resumed)
+    assert a.keys() == b.keys() and any(".emotion." in k for k in a) and any(".polarity." in k for k in a)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    # training moved the adapters: LoRA B starts at zero
+    assert any(v.abs().sum() > 0 for k, v in a.items() if "lora_B" in k)
+    # rotation: the last 2 of 4 checkpoints kept, nothing half-written left behind
+    assert sorted(p.name for p in (straight / "checkpoints").iterdir()) == ["checkpoint-3", "checkpoint-4"]
+    state = json.loads((resumed / "checkpoints" / "checkpoint-4" / "state.json").read_text())
+    assert state["step"] == 4 and state["position"] == 8  # 4 steps x 2 samples either way
+    assert state["emotions"] == ["amusement", "awe", "anger", "sadness"] and state["num_processes"] == 1
+
+
+def test_resume_with_other_batch_settings_is_refused(tmp_path, tiny_dataset):
+    train(tiny_recipe("optim.max_steps=1"), tiny_dataset, tmp_path / "r")
+    with pytest.raises(ValueError, match="global micro-batch of 2; this run has .* and 1"):
+        train(tiny_recipe("optim.max_steps=2", "optim.batch_size=1"), tiny_dataset, tmp_path / "r", resume="latest")
+
+
+def test_gradient_checkpointing_gives_the_same_weights(tmp_path, tiny_dataset):
+    plain = train(tiny_recipe("optim.max_steps=2"), tiny_dataset, tmp_path / "plain")
+    ckpt = train(tiny_recipe("optim.max_steps=2", "run.gradient_checkpointing=true"), tiny_dataset, tmp_path / "ckpt")
+    a, b = _weights(plain), _weights(ckpt)
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-5), key
+
+
+def test_run_folder_outputs(trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["emotions"] == ["amusement", "awe", "anger", "sadness"]
+    assert config["polarity"]["anger"] == "negative" and config["base_model"]["id"] == "tiny:sd"
+    assert config["recipe"]["optim"]["lr"] == 1e-3 and config["recipe"]["loss"]["semantic"] is True
+    assert config["oversampling"] == {"before": {"amusement": 8, "awe": 6, "anger": 6, "sadness": 4},
+                                      "after": {"amusement": 8, "awe": 8, "anger": 8, "sadness": 8}}
+    assert json.loads((trained_run / "oversampling.json").read_text())["after"]["sadness"] == 8
+    card = (trained_run / "README.md").read_text()
+    for emotion in config["emotions"]:
+        assert f"](samples/{emotion}.png)" in card and (trained_run / "samples" / f"{emotion}.png").is_file()
+    assert (trained_run / "validation" / "step-00000004.png").is_file()
+    keys = load_file(str(trained_run / "hilora.safetensors")).keys()
+    assert any(k.endswith("emotion.awe.lora_A.weight") for k in keys)
+    assert any(k.endswith("polarity.negative.lora_B.weight") for k in keys)
+
+
+def test_ablations_train(tmp_path, tiny_dataset):
+    """No L_SEM + no polarity LoRAs + text emotion input; learnable input + MSE L_SEM + no emotion LoRAs."""
+    run = train(tiny_recipe("optim.max_steps=1", "loss.semantic=false", "hilora.polarity_loras=false",
+                            "emotion_input=text"), tiny_dataset, tmp_path / "a")
+    assert not any(".polarity." in k for k in load_file(str(run / "hilora.safetensors")))
+    run = train(tiny_recipe("optim.max_steps=1", "loss.semantic_type=mse", "hilora.emotion_loras=false",
+                            "emotion_input=learnable"), tiny_dataset, tmp_path / "b")
+    assert not any(".emotion." in k for k in load_file(str(run / "hilora.safetensors")))
+
+
+def test_fresh_run_into_a_used_folder_is_refused(trained_run, tiny_dataset):
+    with pytest.raises(ValueError, match="already holds a run: continue it with --resume latest"):
+        train(tiny_recipe("optim.max_steps=1"), tiny_dataset, trained_run)
