@@ -10,7 +10,7 @@ from emocurate.config import load
 from emotrain.eval_config import EvalConfig
 from emotrain.evaluate import check_weights, evaluate, find_images
 
-from eval_weights import noise_images, solid_images, write_alexnet, write_places, write_tiny_inception
+from tests.emotrain.eval_weights import noise_images, solid_images, write_alexnet, write_places, write_tiny_inception
 
 EMOTIONS = ("amusement", "fear")
 
@@ -213,7 +213,7 @@ def colour_probe(tmp_path_factory):
 
 
 def test_emotion_accuracy_with_a_classifier_right_by_construction(colour_probe, tmp_path):
-    from eval_weights import solid_images
+    from tests.emotrain.eval_weights import solid_images
 
     right, swapped = tmp_path / "right", tmp_path / "swapped"
     for emotion in ("amusement", "awe", "fear"):

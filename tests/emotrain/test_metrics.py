@@ -12,7 +12,7 @@ from emotrain.metrics.images import list_images
 from emotrain.metrics.pairs import sample_pairs
 from emotrain.metrics.semantic_diversity import semantic_diversity
 
-from eval_weights import noise_images, write_alexnet, write_places, write_tiny_inception
+from tests.emotrain.eval_weights import noise_images, write_alexnet, write_places, write_tiny_inception
 
 
 @pytest.fixture(scope="module")
