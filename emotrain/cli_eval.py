@@ -64,8 +64,9 @@ def _quiet_libraries() -> None:
 
 def _fail(err: Exception) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, markup=False)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -113,7 +114,7 @@ def eval_command(
     from emocurate.config import ConfigError, load
     from emocurate.emotions import check_emotions
     from emotrain.eval_config import EvalConfig
-    from emotrain.eval_generate import GenerateSettings, generate_images
+    from emotrain.eval_generate import BASELINE_NAME, GenerateSettings, generate_images
     from emotrain.evaluate import check_weights, evaluate
 
     items = list(overrides or [])
@@ -128,6 +129,10 @@ def eval_command(
             raise ValueError(f"--baseline {baseline!r}: only 'sd' (plain Stable Diffusion 1.5) is built in")
         if not named and model is None and baseline is None:
             raise ValueError("nothing to evaluate: give --images DIR, --model RUN or --baseline sd")
+        planned = ([model.name] if model is not None else []) + ([BASELINE_NAME] if baseline else [])
+        clash = sorted(set(planned) & set(named))
+        if clash:
+            raise ValueError(f"--images names {clash} are taken by the models generated here; pick other NAME=DIR names")
         check_weights(cfg)  # before generating for hours
         settings = GenerateSettings(n=n, seed=seed, steps=steps, guidance=guidance, batch_size=gen_batch_size,
                                     device=device)

@@ -172,6 +172,9 @@ def test_missing_weights_fail_before_generating(data, tmp_path):
     assert result.exit_code == 2
     assert "lpips.alexnet is not set" in result.output
     assert not (tmp_path / "out").exists()
+    clash = CliRunner().invoke(cli(), ["eval", "--baseline", "sd", "--images", f"sd-baseline={data / 'copy'}",
+                                       "--out", str(tmp_path / "out"), "metrics=[sem_d]"])
+    assert clash.exit_code == 2 and "error: --images names ['sd-baseline'] are taken" in clash.output
 
 
 def test_sd_baseline_resumes_with_the_same_images(tmp_path):
