@@ -96,6 +96,11 @@ def test_lpips_zero_for_identical_pairs_and_trunk_loaded(weights, folders):
     saved = torch.load(weights["alexnet"])
     assert torch.equal(model.net.slice1[0].weight, saved["features.0.weight"])
     assert torch.equal(getattr(model.net.slice5, "10").weight, saved["features.10.weight"])
+    import lpips
+    from pathlib import Path
+
+    shipped = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth")  # calibrated linear layers
+    assert torch.equal(model.lin0.model[1].weight, shipped["lin0.model.1.weight"])
     items = list_images(folders / "a")
     same = lpips_diversity.lpips_distances(items, np.array([[0, 0], [3, 3]]), model)
     assert np.allclose(same, 0.0, atol=1e-7)
