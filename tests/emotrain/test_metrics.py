@@ -99,7 +99,7 @@ def test_lpips_zero_for_identical_pairs_and_trunk_loaded(weights, folders):
     import lpips
     from pathlib import Path
 
-    shipped = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth")  # calibrated linear layers
+    shipped = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth", map_location="cpu")
     assert torch.equal(model.lin0.model[1].weight, shipped["lin0.model.1.weight"])
     items = list_images(folders / "a")
     same = lpips_diversity.lpips_distances(items, np.array([[0, 0], [3, 3]]), model)
