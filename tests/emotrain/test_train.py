@@ -36,6 +36,28 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_dataset, shape, tiny_rec
     assert state["emotions"] == ["amusement", "awe", "anger", "sadness"] and state["num_processes"] == 1
 
 
+def test_sigterm_checkpoints_then_resume_matches(tmp_path, tiny_dataset, tiny_recipe):
+    import os
+    import signal
+
+    from emotrain.train import TrainingStopped
+
+    recipe = tiny_recipe("optim.max_steps=4", "run.checkpoint_every=100")
+    straight = train(recipe, tiny_dataset, tmp_path / "straight")
+
+    def kill_at_two(step, total, info):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a cluster scheduler preempting the job would
+
+    with pytest.raises(TrainingStopped, match="stopped by signal at step 2/4.*--resume latest"):
+        train(recipe, tiny_dataset, tmp_path / "stopped", progress=kill_at_two)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert [p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()] == ["checkpoint-2"]
+    resumed = train(recipe, tiny_dataset, tmp_path / "stopped", resume="latest")
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
 def test_resume_with_other_batch_settings_is_refused(tmp_path, tiny_dataset, tiny_recipe):
     train(tiny_recipe("optim.max_steps=1"), tiny_dataset, tmp_path / "r")
     with pytest.raises(ValueError, match="global micro-batch of 2; this run has .* and 1"):
