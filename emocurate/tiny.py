@@ -125,6 +125,19 @@ def build_sd(folder: Path, seed: int = 0) -> None:
     pipe.save_pretrained(folder, safe_serialization=True)
 
 
+def build_resnet(folder: Path, num_labels: int = 10, image_size: int = 32, seed: int = 0) -> None:
+    """Save a tiny transformers ResNet image classifier (shaped like `microsoft/resnet-50`) with its image processor."""
+    import torch
+    from transformers import ConvNextImageProcessor, ResNetConfig, ResNetForImageClassification
+
+    torch.manual_seed(seed)
+    config = ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic", num_labels=num_labels,
+    )
+    ResNetForImageClassification(config).save_pretrained(folder)
+    ConvNextImageProcessor(size={"shortest_edge": image_size}, crop_pct=0.875).save_pretrained(folder)
+
+
 _CHAT_TEMPLATE = (  # the shape of Qwen2-VL's template: <|im_start|>role\n ... <|im_end|>, an image as vision_start/pad/end
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for item in message['content'] %}"
@@ -198,5 +211,6 @@ def build_captioner(folder: Path, seed: int = 0) -> None:
 BUILDERS: dict[str, Callable[[Path], None]] = {
     "clip": build_clip,
     "sd": build_sd,
+    "resnet": build_resnet,
     "captioner": build_captioner,
 }

@@ -11,7 +11,7 @@ from typing import Literal, Mapping
 
 import torch
 
-from emocurate.emotions import POLARITIES, polarity_of
+from emocurate.emotions import polarity_of
 from emotrain.hilora import HiLoRALinear, hilora_layers
 
 Format = Literal["diffusers", "kohya"]
@@ -41,16 +41,13 @@ def _mix(layer: HiLoRALinear, emotion: str | Mapping[str, float]) -> tuple[dict[
 def layer_lora(layer: HiLoRALinear, emotion: str | Mapping[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
     """(lora_A (R, in), lora_B (out, R)) with lora_B @ lora_A == the layer's routed update (R = r per adapter used)."""
     mix, polarity = _mix(layer, emotion)
+    routed = {**{f"polarity.{p}": w for p, w in polarity.items()}, **{f"emotion.{e}": w for e, w in mix.items()}}
     downs, ups = [], []
-    for kind, names, weights in (("polarity", POLARITIES, polarity), ("emotion", layer.emotions, mix)):
-        A, B = getattr(layer, f"{kind}_A"), getattr(layer, f"{kind}_B")
-        if A is None:
-            continue
-        for name, w in weights.items():
-            if w != 0.0:
-                i = names.index(name)
-                downs.append(A[i].detach().float())  # (r, in)
-                ups.append(B[i].detach().float().t() * (w * layer.scale))  # (out, r), scale and mix weight folded in
+    for adapter, w in routed.items():  # polarity first, then emotion: lora_A = cat([A_p, A_e])
+        if w != 0.0 and adapter in layer.adapters:  # absent when add_hilora had emotion_loras/polarity_loras off
+            A, B = layer.adapter(adapter)
+            downs.append(A.detach().float())  # (r, in)
+            ups.append(B.detach().float().t() * (w * layer.scale))  # (out, r), scale and mix weight folded in
     return torch.cat(downs, dim=0), torch.cat(ups, dim=1)
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, Mapping, Sequence
 
 import torch
@@ -24,24 +24,25 @@ DEFAULT_TARGETS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
 class Routing:
     """Which adapters act for each sample of a batch, with what weight (computed once per `set_routing`).
 
-    Only the non-zero entries of each row are kept: K adapters per sample (K = 1 for a one-hot row), padded
-    with weight 0 where a row has fewer. With `shared`, all rows are equal and row 0 serves the whole batch.
+    Indices point into a layer's stacked adapter table (`HiLoRALinear.adapters`). Only the non-zero entries of each
+    row are kept: K adapters per sample (2 for one-hot rows: emotion + polarity), padded with weight 0 where a row has
+    fewer. With `shared`, all rows are equal and row 0 serves the whole batch; with `unit`, every weight is 1.
     """
 
     batch: int
-    emotion_index: torch.Tensor | None  # (B, Ke) long
-    emotion_weight: torch.Tensor | None  # (B, Ke)
-    polarity_index: torch.Tensor | None  # (B, Kp) long
-    polarity_weight: torch.Tensor | None  # (B, Kp)
+    index: torch.Tensor  # (B, K) long
+    weight: torch.Tensor  # (B, K)
     shared: bool
+    unit: bool
 
 
 class HiLoRALinear(nn.Linear):
     """A frozen `nn.Linear` plus stacked emotion and polarity LoRAs: y = W x + b + s * sum_k w_k B_k A_k x.
 
     It keeps the base layer's own `weight` and `bias` parameters (so the UNet's state-dict keys do not change).
-    Adapters are stored stacked: A (n, r, in) as peft's `lora_A.weight` per adapter, B (n, r, out), i.e. the
-    transpose of peft's `lora_B.weight`, so a per-sample gather reshapes to (B, K*r, ...) without a copy.
+    All adapters of the layer sit in one table, named by `adapters` ("emotion.awe", ..., "polarity.negative"):
+    lora_A (n, r, in) as peft's `lora_A.weight` per adapter, lora_B (n, r, out), the transpose of peft's
+    `lora_B.weight`, so a per-sample gather reshapes to (B, K*r, ...) without a copy.
     """
 
     def __init__(self, base: nn.Linear, emotions: Sequence[str], rank: int, alpha: float,
@@ -53,46 +54,27 @@ class HiLoRALinear(nn.Linear):
         if self.bias is not None:
             self.bias.requires_grad_(False)
         self.emotions = tuple(emotions)
+        self.adapters = adapter_table(self.emotions, emotion_loras, polarity_loras)
         self.rank = rank
         self.alpha = alpha
         self.scale = alpha / rank
-        self.emotion_A = self._adapters(len(self.emotions), rank, self.in_features) if emotion_loras else None
-        self.emotion_B = self._zeros(len(self.emotions), rank, self.out_features) if emotion_loras else None
-        self.polarity_A = self._adapters(len(POLARITIES), rank, self.in_features) if polarity_loras else None
-        self.polarity_B = self._zeros(len(POLARITIES), rank, self.out_features) if polarity_loras else None
+        n, device = len(self.adapters), self.weight.device
+        self.lora_A = nn.Parameter(torch.empty(n, rank, self.in_features, device=device, dtype=torch.float32))
+        self.lora_B = nn.Parameter(torch.zeros(n, rank, self.out_features, device=device, dtype=torch.float32))
+        with torch.no_grad():
+            for i in range(n):  # per adapter, exactly as peft initialises one lora_A (fan_in = in)
+                nn.init.kaiming_uniform_(self.lora_A[i], a=math.sqrt(5))
         self.routing: Routing | None = None
 
-    def _adapters(self, n: int, rank: int, fan_in: int) -> nn.Parameter:
-        a = torch.empty(n, rank, fan_in, device=self.weight.device, dtype=torch.float32)  # (n, r, in)
-        for i in range(n):  # per adapter, exactly as peft initialises one lora_A (fan_in = in)
-            nn.init.kaiming_uniform_(a[i], a=math.sqrt(5))
-        return nn.Parameter(a)
-
-    def _zeros(self, n: int, rank: int, out: int) -> nn.Parameter:
-        return nn.Parameter(torch.zeros(n, rank, out, device=self.weight.device, dtype=torch.float32))  # (n, r, out)
+    def adapter(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A (r, in), B (r, out)) of one adapter, e.g. `adapter("emotion.awe")`; views into the stacked table."""
+        if name not in self.adapters:
+            raise KeyError(f"no adapter {name!r}; this layer has {list(self.adapters)}")
+        i = self.adapters.index(name)
+        return self.lora_A[i], self.lora_B[i]
 
     def extra_repr(self) -> str:
-        kinds = [k for k, p in (("emotion", self.emotion_A), ("polarity", self.polarity_A)) if p is not None]
-        return f"{super().extra_repr()}, rank={self.rank}, alpha={self.alpha}, adapters={'+'.join(kinds)}"
-
-    def _stacked(self, routing: Routing, device: torch.device):
-        """The routed adapters concatenated along rank: A (B|1, K*r, in), B (B|1, K*r, out), weights (B|1, K*r)."""
-        parts_a, parts_b, parts_w = [], [], []
-        for A, B, index, weight in ((self.emotion_A, self.emotion_B, routing.emotion_index, routing.emotion_weight),
-                                    (self.polarity_A, self.polarity_B, routing.polarity_index, routing.polarity_weight)):
-            if A is None or index is None or index.shape[1] == 0:
-                continue
-            if routing.shared:
-                index, weight = index[:1], weight[:1]
-            index, weight = index.to(device), weight.to(device)
-            n, k = index.shape
-            parts_a.append(A[index].reshape(n, k * self.rank, self.in_features))  # (n, K*r, in)
-            parts_b.append(B[index].reshape(n, k * self.rank, self.out_features))  # (n, K*r, out)
-            parts_w.append(weight.repeat_interleave(self.rank, dim=1))  # (n, K*r)
-        if not parts_a:
-            return None
-        a, b, w = (torch.cat(p, dim=1) if len(p) > 1 else p[0] for p in (parts_a, parts_b, parts_w))
-        return a, b, w * self.scale
+        return f"{super().extra_repr()}, rank={self.rank}, alpha={self.alpha}, adapters={len(self.adapters)}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.linear(x, self.weight, self.bias)
@@ -110,25 +92,37 @@ class HiLoRALinear(nn.Linear):
             raise ValueError(
                 f"HiLoRA routing was set for a batch of {routing.batch} but this layer received a batch of {batch}; pass "
                 f"routing weights for the full batch (for classifier-free guidance repeat them: torch.cat([w, w]))")
-        stacked = self._stacked(routing, x.device)
-        if stacked is None:
+        if routing.index.shape[1] == 0:
             return out
-        a, b, w = stacked
-        h = x.to(a.dtype) if not torch.is_autocast_enabled(x.device.type) else x
-        if routing.shared:
-            h = F.linear(h, a[0]) * w[0]  # (..., K*r)
-            delta = h @ b[0]  # (..., out)
+        index, weight = (routing.index[:1], routing.weight[:1]) if routing.shared else (routing.index, routing.weight)
+        n, k = index.shape
+        flat = index.reshape(-1).to(self.lora_A.device)  # a no-op unless the UNet moved after set_routing
+        a = self.lora_A.index_select(0, flat).reshape(n, k * self.rank, self.in_features)  # (n, K*r, in)
+        b = self.lora_B.index_select(0, flat).reshape(n, k * self.rank, self.out_features)  # (n, K*r, out)
+        if not (routing.unit and self.scale == 1.0):
+            b = b * (weight.to(b) * self.scale).repeat_interleave(self.rank, dim=1)[:, :, None]
+        h = x if torch.is_autocast_enabled(x.device.type) else x.to(a.dtype)
+        if routing.shared:  # one adapter set for the whole batch: plain matmuls, no batch dimension
+            delta = F.linear(h, a[0]) @ b[0]  # (..., K*r) @ (K*r, out)
         else:
             h = h.reshape(batch, -1, self.in_features)  # (B, N, in)
-            h = torch.bmm(h, a.transpose(1, 2).to(h.dtype)) * w[:, None, :].to(h.dtype)  # (B, N, K*r)
+            h = torch.bmm(h, a.transpose(1, 2).to(h.dtype))  # (B, N, K*r)
             delta = torch.bmm(h, b.to(h.dtype)).reshape(out.shape)  # (B, ..., out)
         return out + delta.to(out.dtype)
+
+
+def adapter_table(emotions: Sequence[str], emotion_loras: bool = True, polarity_loras: bool = True) -> tuple[str, ...]:
+    """Names of a layer's adapters in table order: "emotion.<name>" for each emotion, then "polarity.<name>"."""
+    return (tuple(f"emotion.{e}" for e in emotions) if emotion_loras else ()) + \
+        (tuple(f"polarity.{p}" for p in POLARITIES) if polarity_loras else ())
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
     """The UNet inside DDP / accelerate / torch.compile wrappers, so module names match the bare UNet's."""
     while True:
-        inner = getattr(model, "module", None) or getattr(model, "_orig_mod", None)
+        inner = getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(model, "_orig_mod", None)
         if not isinstance(inner, nn.Module):
             return model
         model = inner
@@ -181,25 +175,34 @@ def add_hilora(unet: nn.Module, emotions: Sequence[str], rank: int = 4, alpha: f
     return names
 
 
-def make_routing(emotions: Sequence[str], emotion_weights: torch.Tensor | None,
+def make_routing(layer: HiLoRALinear, emotion_weights: torch.Tensor | None,
                  polarity_weights: torch.Tensor | None = None) -> Routing | None:
-    """Validate per-sample weights and keep each row's non-zero entries (see `set_routing`)."""
+    """Validate per-sample weights, place them on the layer's adapter table and keep each row's non-zero entries."""
     if emotion_weights is None and polarity_weights is None:
         return None
-    batch = None
+    emotions = layer.emotions
     if emotion_weights is not None:
         emotion_weights = _check_weights(emotion_weights, len(emotions), "emotion_weights", f"emotions {list(emotions)}")
-        batch = emotion_weights.shape[0]
         if polarity_weights is None:
             to_polarity = torch.tensor([[float(polarity_of(e) == p) for p in POLARITIES] for e in emotions])  # (E, 2)
             polarity_weights = emotion_weights @ to_polarity.to(emotion_weights)  # (B, 2)
-    polarity_weights = _check_weights(polarity_weights, len(POLARITIES), "polarity_weights", f"polarities {list(POLARITIES)}")
-    if batch is not None and polarity_weights.shape[0] != batch:
-        raise ValueError(f"emotion_weights has {batch} rows but polarity_weights has {polarity_weights.shape[0]}")
-    e_index, e_weight = _nonzero(emotion_weights)
-    p_index, p_weight = _nonzero(polarity_weights)
-    shared = all(w is None or bool((w == w[:1]).all()) for w in (emotion_weights, polarity_weights))
-    return Routing(polarity_weights.shape[0], e_index, e_weight, p_index, p_weight, shared)
+    if polarity_weights is not None:
+        polarity_weights = _check_weights(polarity_weights, len(POLARITIES), "polarity_weights",
+                                          f"polarities {list(POLARITIES)}")
+    if emotion_weights is not None and polarity_weights.shape[0] != emotion_weights.shape[0]:
+        raise ValueError(f"emotion_weights has {emotion_weights.shape[0]} rows but polarity_weights has "
+                         f"{polarity_weights.shape[0]}")
+    batch = polarity_weights.shape[0]
+    columns = []  # (B, 1) per adapter of the table, zero where the caller routed nothing
+    for name in layer.adapters:
+        kind, _, label = name.partition(".")
+        w, names = (emotion_weights, emotions) if kind == "emotion" else (polarity_weights, POLARITIES)
+        columns.append(w[:, names.index(label)] if w is not None else torch.zeros(batch))
+    table = torch.stack(columns, dim=1)  # (B, n)
+    k = int((table != 0).sum(dim=1).max())
+    index = table.abs().topk(k, dim=1).indices  # (B, K)
+    weight = table.gather(1, index)  # (B, K)
+    return Routing(batch, index, weight, shared=bool((table == table[:1]).all()), unit=bool((weight == 1).all()))
 
 
 def _check_weights(w: torch.Tensor, width: int, what: str, names: str) -> torch.Tensor:
@@ -208,16 +211,7 @@ def _check_weights(w: torch.Tensor, width: int, what: str, names: str) -> torch.
         raise ValueError(f"{what} must be a tensor of shape (batch, {width}) with columns {names}; got {shape}")
     if not torch.isfinite(w).all():
         raise ValueError(f"{what} contains NaN or inf")
-    return w.detach().float()
-
-
-def _nonzero(w: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Each row's non-zero entries: indices (B, K) and weights (B, K), K the most any row has (0-padded)."""
-    if w is None:
-        return None, None
-    k = int((w != 0).sum(dim=1).max())
-    values, index = w.abs().topk(k, dim=1)
-    return index, w.gather(1, index)
+    return w.detach().float().cpu()
 
 
 def set_routing(unet: nn.Module, emotion_weights: torch.Tensor | None,
@@ -232,7 +226,10 @@ def set_routing(unet: nn.Module, emotion_weights: torch.Tensor | None,
     until backward() has run when gradient checkpointing is on (the forward is recomputed then).
     """
     first = _first_layer(unet)
-    routing = make_routing(first.emotions, emotion_weights, polarity_weights)
+    routing = make_routing(first, emotion_weights, polarity_weights)
+    if routing is not None:  # moved once here, not in every layer's forward
+        device = first.lora_A.device
+        routing = replace(routing, index=routing.index.to(device), weight=routing.weight.to(device))
     for _, layer in hilora_layers(unet):
         layer.routing = routing
 
@@ -267,22 +264,8 @@ def one_hot_weights(unet: nn.Module, labels: Sequence[str] | torch.Tensor) -> to
 
 
 def hilora_parameters(unet: nn.Module) -> list[nn.Parameter]:
-    """Every trainable HiLoRA parameter (stacked A and B of each layer)."""
-    return [p for _, layer in hilora_layers(unet) for p in _adapter_params(layer).values()]
-
-
-def _adapter_params(layer: HiLoRALinear) -> dict[str, nn.Parameter]:
-    params = {"emotion_A": layer.emotion_A, "emotion_B": layer.emotion_B,
-              "polarity_A": layer.polarity_A, "polarity_B": layer.polarity_B}
-    return {k: v for k, v in params.items() if v is not None}
-
-
-def _adapter_names(layer: HiLoRALinear) -> Iterator[tuple[str, str, int]]:
-    """(kind, name, index) of each adapter of a layer: ('emotion', 'awe', 1), ('polarity', 'positive', 0), ..."""
-    if layer.emotion_A is not None:
-        yield from (("emotion", e, i) for i, e in enumerate(layer.emotions))
-    if layer.polarity_A is not None:
-        yield from (("polarity", p, i) for i, p in enumerate(POLARITIES))
+    """Every trainable HiLoRA parameter (the stacked lora_A and lora_B of each layer)."""
+    return [p for _, layer in hilora_layers(unet) for p in (layer.lora_A, layer.lora_B)]
 
 
 def hilora_state_dict(unet: nn.Module) -> dict[str, torch.Tensor]:
@@ -293,10 +276,9 @@ def hilora_state_dict(unet: nn.Module) -> dict[str, torch.Tensor]:
     """
     state = {}
     for name, layer in hilora_layers(unet):
-        for kind, adapter, i in _adapter_names(layer):
-            A, B = getattr(layer, f"{kind}_A"), getattr(layer, f"{kind}_B")
-            state[f"{name}.{kind}.{adapter}.lora_A.weight"] = A[i].detach().clone()  # (r, in)
-            state[f"{name}.{kind}.{adapter}.lora_B.weight"] = B[i].detach().t().contiguous()  # (out, r)
+        for i, adapter in enumerate(layer.adapters):
+            state[f"{name}.{adapter}.lora_A.weight"] = layer.lora_A[i].detach().clone()  # (r, in)
+            state[f"{name}.{adapter}.lora_B.weight"] = layer.lora_B[i].detach().t().contiguous()  # (out, r)
     return state
 
 
@@ -305,7 +287,8 @@ def hilora_config(unet: nn.Module) -> dict:
     names = [name for name, _ in hilora_layers(unet)]
     first = _first_layer(unet)
     return {"emotions": list(first.emotions), "rank": first.rank, "alpha": first.alpha, "target_modules": names,
-            "emotion_loras": first.emotion_A is not None, "polarity_loras": first.polarity_A is not None}
+            "emotion_loras": any(a.startswith("emotion.") for a in first.adapters),
+            "polarity_loras": any(a.startswith("polarity.") for a in first.adapters)}
 
 
 def load_hilora_state_dict(unet: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -325,7 +308,6 @@ def load_hilora_state_dict(unet: nn.Module, state_dict: Mapping[str, torch.Tenso
         raise ValueError(f"HiLoRA state dict shapes do not match (rank or layer size differ): {wrong[:3]}")
     with torch.no_grad():
         for name, layer in hilora_layers(unet):
-            for kind, adapter, i in _adapter_names(layer):
-                A, B = getattr(layer, f"{kind}_A"), getattr(layer, f"{kind}_B")
-                A[i].copy_(state_dict[f"{name}.{kind}.{adapter}.lora_A.weight"])
-                B[i].copy_(state_dict[f"{name}.{kind}.{adapter}.lora_B.weight"].t())
+            for i, adapter in enumerate(layer.adapters):
+                layer.lora_A[i].copy_(state_dict[f"{name}.{adapter}.lora_A.weight"])
+                layer.lora_B[i].copy_(state_dict[f"{name}.{adapter}.lora_B.weight"].t())

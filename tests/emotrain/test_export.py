@@ -112,3 +112,12 @@ def test_export_errors_and_textual_inversion_file(hilora_unet, tmp_path):
     assert {k: tuple(v.shape) for k, v in load_file(path).items()} == {"<awe>": (2, 32)}
     with pytest.raises(ValueError, match="without spaces"):
         save_textual_inversion(tmp_path / "x.safetensors", "an awe", torch.ones(1, 32))
+
+
+def test_export_follows_the_ablation_switches(sd_folder):
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(sd_folder, subfolder="unet")
+    add_hilora(unet, ["awe", "fear"], rank=4, emotion_loras=False)  # polarity LoRAs only: rank r, not 2r
+    state = emotion_lora_state_dict(unet, "awe", "diffusers")
+    assert state and all(v.shape[0] == 4 for k, v in state.items() if k.endswith("lora_A.weight"))

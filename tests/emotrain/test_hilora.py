@@ -46,21 +46,20 @@ def test_eq3_by_hand_one_layer():
     randomise(layer)
     x = torch.randn(3, 5, 16)  # (B, N, in)
     labels = ["amusement", "fear", "awe"]
-    polarity = {"amusement": 0, "fear": 1, "awe": 0}
+    polarity = {"amusement": "positive", "fear": "negative", "awe": "positive"}
     with routing(layer, one_hot_weights(layer, labels)):
         y = layer(x)
     for b, emotion in enumerate(labels):
-        e, p = EMOTIONS.index(emotion), polarity[emotion]
-        A_e, B_e = layer.emotion_A[e], layer.emotion_B[e]  # (r, in), (r, out)
-        A_p, B_p = layer.polarity_A[p], layer.polarity_B[p]
+        A_e, B_e = layer.adapter(f"emotion.{emotion}")  # (r, in), (r, out)
+        A_p, B_p = layer.adapter(f"polarity.{polarity[emotion]}")
         expected = x[b] @ base.weight.T + base.bias + 2.0 * (x[b] @ A_p.T @ B_p) + 2.0 * (x[b] @ A_e.T @ B_e)
         torch.testing.assert_close(y[b], expected, atol=1e-5, rtol=1e-5)
     # the shared fast path (one emotion for the whole batch) and a 2-D input agree with the same formula
     with routing(layer, one_hot_weights(layer, ["fear"] * 3)):
         y_shared = layer(x)
         y_2d = layer(x[:, 0])
-    e, p = EMOTIONS.index("fear"), 1
-    delta = 2.0 * (x @ layer.polarity_A[p].T @ layer.polarity_B[p] + x @ layer.emotion_A[e].T @ layer.emotion_B[e])
+    (A_e, B_e), (A_p, B_p) = layer.adapter("emotion.fear"), layer.adapter("polarity.negative")
+    delta = 2.0 * (x @ A_p.T @ B_p + x @ A_e.T @ B_e)
     torch.testing.assert_close(y_shared, base(x) + delta, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(y_2d, (base(x) + delta)[:, 0], atol=1e-5, rtol=1e-5)
 
@@ -77,11 +76,12 @@ def test_mixed_weights_sum_the_adapter_updates():
     with routing(layer, w):
         y = layer(x)
 
-    def delta(kind, i):
-        return x[0] @ getattr(layer, f"{kind}_A")[i].T @ getattr(layer, f"{kind}_B")[i]
+    def delta(name):
+        A, B = layer.adapter(name)
+        return x[0] @ A.T @ B
 
-    expected = (base(x[0]) + 0.25 * delta("emotion", 0) + 0.75 * delta("emotion", EMOART_EMOTIONS.index("sadness"))
-                + 0.25 * delta("polarity", 0) + 0.75 * delta("polarity", 1))
+    expected = (base(x[0]) + 0.25 * delta("emotion.amusement") + 0.75 * delta("emotion.sadness")
+                + 0.25 * delta("polarity.positive") + 0.75 * delta("polarity.negative"))
     torch.testing.assert_close(y[0], expected, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(y[1], base(x[1]))
 
@@ -95,8 +95,9 @@ def test_add_hilora_replaces_attention_projections_and_freezes_base(unet_folder)
     assert len(names) == 4 * sum(1 for n, _ in unet.named_modules() if n.endswith(".attn1") or n.endswith(".attn2"))
     layer = dict(hilora_layers(unet))[names[0]]
     assert layer.emotions == ("amusement", "awe", "fear")  # EmoSet order, whatever order was given
-    assert tuple(layer.emotion_A.shape) == (3, 4, layer.in_features) and tuple(layer.emotion_B.shape) == (3, 4, layer.out_features)
-    assert not layer.emotion_B.any() and layer.emotion_A.any()
+    assert layer.adapters == ("emotion.amusement", "emotion.awe", "emotion.fear", "polarity.positive", "polarity.negative")
+    assert tuple(layer.lora_A.shape) == (5, 4, layer.in_features) and tuple(layer.lora_B.shape) == (5, 4, layer.out_features)
+    assert not layer.lora_B.any() and all(layer.lora_A[i].any() for i in range(5))
     trainable = {id(p) for p in unet.parameters() if p.requires_grad}
     assert trainable == {id(p) for p in hilora_parameters(unet)}
     assert base_keys <= set(unet.state_dict())  # the base weights keep their keys
@@ -148,7 +149,8 @@ def grads_after_step(unet, labels, checkpointing=False):
     with routing(unet, one_hot_weights(unet, labels)):
         run(unet, sample, t, text).square().mean().backward()
     unet.eval()
-    return {name: {k: getattr(layer, k).grad for k in ("emotion_A", "emotion_B", "polarity_A", "polarity_B")}
+    return {name: {f"{adapter}.{side}": getattr(layer, f"lora_{side}").grad[i] for i, adapter in enumerate(layer.adapters)
+                   for side in "AB"}
             for name, layer in hilora_layers(unet)}
 
 
@@ -156,16 +158,14 @@ def test_gradients_reach_only_the_routed_adapters(unet_folder):
     unet = load_unet(unet_folder)
     add_hilora(unet, EMOTIONS)
     randomise(unet)  # B != 0 so that A gets gradients too
-    for labels, polarities in ((["awe", "fear"], {0, 1}), (["amusement", "awe", "amusement"], {0})):
-        used = {EMOTIONS.index(e) for e in labels}
+    for labels, polarities in ((["awe", "fear"], {"positive", "negative"}), (["amusement", "awe", "amusement"], {"positive"})):
+        present = {f"emotion.{e}" for e in labels} | {f"polarity.{p}" for p in polarities}
         for name, grads in grads_after_step(unet, labels).items():
-            for kind, present in (("emotion", used), ("polarity", polarities)):
-                for side in "AB":
-                    g = grads[f"{kind}_{side}"]
-                    for i in range(g.shape[0]):
-                        nonzero = bool(g[i].abs().sum() > 0)
-                        assert nonzero == (i in present), f"{name}.{kind}_{side}[{i}] grad for batch {labels}"
-    assert all(p.grad is None for n, p in unet.named_parameters() if not n.endswith(("_A", "_B")))
+            assert len(grads) == 2 * 10
+            for key, g in grads.items():
+                adapter = key.rsplit(".", 1)[0]
+                assert bool(g.abs().sum() > 0) == (adapter in present), f"{name}.{key} grad for batch {labels}"
+    assert all(p.grad is None for n, p in unet.named_parameters() if not n.endswith((".lora_A", ".lora_B")))
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(unet_folder):
@@ -257,3 +257,25 @@ def test_state_dict_round_trip_and_strict_errors(unet_folder):
         rank8 = load_unet(unet_folder)
         add_hilora(rank8, EMOTIONS, rank=8)
         load_hilora_state_dict(rank8, state)
+
+
+def test_works_inside_ddp(unet_folder, tmp_path, monkeypatch):
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    monkeypatch.setenv("GLOO_SOCKET_IFNAME", "lo")  # one rank, loopback only
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    try:
+        unet = load_unet(unet_folder)
+        names = add_hilora(unet, EMOTIONS)
+        randomise(unet)
+        wrapped = DistributedDataParallel(unet.train())
+        assert [n for n, _ in hilora_layers(wrapped)] == names  # names of the bare UNet, not "module.<name>"
+        sample, t, text = unet_inputs(2)
+        with routing(wrapped, one_hot_weights(wrapped, ["awe", "fear"])):
+            wrapped(sample, t, encoder_hidden_states=text).sample.square().mean().backward()
+        grads = [p.grad for p in hilora_parameters(wrapped)]
+        assert all(g is not None for g in grads) and any(bool(g.abs().sum() > 0) for g in grads)
+        assert set(hilora_state_dict(wrapped)) == set(hilora_state_dict(unet))
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,221 @@
+"""The `emocurate` command line: parse, call one library function, print. Rich progress bars live here only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Curate an emotion-captioned image dataset: ingest -> classify -> caption -> CLIP filter -> publish.")
+
+
+class RichProgress:
+    """`progress(task, advance, total)` as rich bars with count, rate and ETA; a context manager."""
+
+    def __init__(self):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.text import Text
+
+        class Rate(ProgressColumn):
+            def render(self, task):
+                return Text(f"{task.speed:.1f}/s" if task.speed else "  -/s", style="cyan")
+
+        self.bars = Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, task: str, advance: int = 0, total: Optional[int] = None) -> None:
+        if task not in self.tasks:
+            self.tasks[task] = self.bars.add_task(task, total=total)
+        elif total is not None:
+            self.bars.update(self.tasks[task], total=total)
+        if advance:
+            self.bars.advance(self.tasks[task], advance)
+
+    def __enter__(self):
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bars.__exit__(*exc)
+
+
+def _fail(err: Exception) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def build(
+    recipe: Path = typer.Option(..., "--recipe", "-r", help="Recipe YAML (see recipes/curate/)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run folder: shards, records.parquet, dataset/. Rerun to resume."),
+    source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="Replaces the recipe's sources (repeatable)."),
+    limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Read at most N input items in total."),
+    no_publish: bool = typer.Option(False, "--no-publish", help="Stop after records.parquet (no dataset/ folder)."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides: key=value (e.g. classify.min_confidence=0.8)."),
+):
+    """Run (or resume) the whole pipeline into RUN; finished shards are never redone."""
+    from emocurate.config import ConfigError
+    from emocurate.recipe import load_recipe
+
+    items = list(overrides or [])
+    if source:
+        items.append("sources=" + json.dumps(list(source)))
+    if limit is not None:
+        items.append(f"limit={limit}")
+    try:
+        cfg = load_recipe(recipe, items)
+    except (ConfigError, ValueError) as err:
+        _fail(err)
+    from emocurate.pipeline import build as run_build
+
+    try:
+        with RichProgress() as progress:
+            summary = run_build(cfg, out, progress, publish=not no_publish)
+    except (ConfigError, FileNotFoundError) as err:
+        _fail(err)
+    _print_summary(summary, out)
+
+
+def _print_summary(summary: dict, out: Path) -> None:
+    from rich.console import Console
+
+    console = Console()
+    console.print(f"[bold]{summary['records']}[/] records: [green]{summary['kept']} kept[/], {summary['dropped']} dropped "
+                  f"-> {out / 'records.parquet'}")
+    for name, st in (summary.get("stages") or {}).items():
+        work = st["seconds"] - st["load_s"]
+        rate = f", {st['items'] / work:.1f} items/s" if st.get("items") and work > 0 else ""
+        load = f" (model load {st['load_s']:.1f} s)" if st["load_s"] else ""
+        items = f"{st['items']} items, " if st.get("items") is not None else ""
+        console.print(f"  {name:>10}: {items}{st['seconds']:.1f} s{load}{rate}")
+    console.print(f"dataset: {summary['dataset']}" if summary["dataset"]
+                  else f"[yellow]dataset not written:[/] {summary.get('dataset_not_written')}")
+    console.print(f"see `emocurate status {out}`")
+
+
+@app.command()
+def status(run: Path = typer.Argument(..., help="Run folder."), as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Counts per stage x emotion, drops by stage and errors by reason (a duckdb view over RUN/records.parquet)."""
+    from emocurate.recipe import load_recipe
+    from emocurate.status import run_status
+
+    try:
+        emotions = load_recipe(run / "recipe.yaml").emotions if (run / "recipe.yaml").exists() else None
+        data = run_status(run, emotions)
+    except (FileNotFoundError, ValueError) as err:
+        _fail(err)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    _print_status(data)
+
+
+def _print_status(data: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{data['run']}[/]: {data['records']} records, " +
+                  ", ".join(f"{k} {v}" for k, v in data["status"].items()) +
+                  (" [yellow](live: decided from the finished shards; the build has not written records.parquet)[/]"
+                   if data.get("live") else ""))
+    stages = data["remaining_after_stage"]
+    emotions = list(dict.fromkeys(e for per in stages.values() for e in per))  # EmoSet order, then others
+    table = Table(title="records remaining after each stage, per emotion")
+    for col in ("emotion", *stages):
+        table.add_column(col, justify="left" if col == "emotion" else "right")
+    for e in emotions:
+        table.add_row(e, *(str(per.get(e, 0)) for per in stages.values()))
+    table.add_row("total", *(str(sum(per.values())) for per in stages.values()), style="bold")
+    console.print(table)
+    reasons = Table(title="dropped, by reason")
+    for col in ("stage", "reason", "n", "example"):
+        reasons.add_column(col, justify="right" if col == "n" else "left")
+    for r in data["reasons"]:
+        reasons.add_row(r["stage"], r["reason"], str(r["n"]), r["example"])
+    console.print(reasons)
+
+
+@app.command()
+def refilter(
+    run: Path = typer.Argument(..., help="Run folder."),
+    set_: List[str] = typer.Option(..., "--set", help="Decision key=value (repeatable), e.g. classify.min_confidence=0.6."),
+    no_publish: bool = typer.Option(False, "--no-publish", help="Only rewrite records.parquet."),
+):
+    """Re-apply thresholds to stored scores (no model runs); rewrites records.parquet and dataset/."""
+    from emocurate.config import ConfigError
+    from emocurate.pipeline import refilter as run_refilter
+
+    try:
+        summary = run_refilter(run, list(set_), publish=not no_publish)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        _fail(err)
+    _print_summary(summary, run)
+
+
+@app.command()
+def push(
+    run: Path = typer.Argument(..., help="Run folder whose dataset/ is uploaded."),
+    repo: str = typer.Option(..., "--repo", help="Hub dataset repo, user/name."),
+    private: bool = typer.Option(False, "--private", help="Create the repo private."),
+):
+    """Upload RUN/dataset/ to the Hub (token from HF_TOKEN or `hf auth login`)."""
+    from emocurate.publish_run import push_run
+
+    try:
+        url = push_run(run, repo, private)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(url)
+
+
+@app.command("train-classifier")
+def train_classifier(
+    dataset: str = typer.Option(..., "--dataset", help="Labelled images: emoset:PATH, folder:PATH (emotion dirs), a Hub id, "
+                                                          "a local data folder or a save_to_disk folder."),
+    out: Path = typer.Option(..., "--out", help="Folder for the probe (probe.safetensors + probe_config.json)."),
+    split: str = typer.Option("train", "--split"),
+    clip_model: str = typer.Option("openai/clip-vit-large-patch14", "--clip-model"),
+    image_column: str = typer.Option("image", "--image-column"),
+    label_column: str = typer.Option("emotion", "--label-column"),
+    emotions: Optional[str] = typer.Option(None, "--emotions", help="Comma-separated subset (default: all eight)."),
+    epochs: int = typer.Option(100, "--epochs"),
+    lr: float = typer.Option(1e-2, "--lr"),
+    batch_size: int = typer.Option(256, "--batch-size"),
+    val_fraction: float = typer.Option(0.1, "--val-fraction"),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device"),
+):
+    """Train the `clip-probe` classifier: a linear head on CLIP image embeddings (e.g. of EmoSet-118K)."""
+    from emocurate.classify import train_probe
+    from emocurate.emotions import EMOTIONS, check_emotions
+    from emocurate.labelled import labelled_dataset
+
+    try:
+        names = list(check_emotions([e.strip() for e in emotions.split(",")])) if emotions else list(EMOTIONS)
+        data = labelled_dataset(dataset, split)
+        with RichProgress() as progress:
+            done = [0]
+
+            def embed_progress(n_done: int, total: int) -> None:
+                progress("embed", n_done - done[0], total)
+                done[0] = n_done
+
+            result = train_probe(data, out, clip_model=clip_model, image_column=image_column, label_column=label_column,
+                                 emotions=names, epochs=epochs, lr=lr, batch_size=batch_size, val_fraction=val_fraction,
+                                 seed=seed, device=device, progress=embed_progress)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(json.dumps(result, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    app()

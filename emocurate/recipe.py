@@ -1,0 +1,89 @@
+"""The curation recipe: what to read, which emotions to keep, and each stage's config, as typed dataclasses.
+
+Loaded from YAML with `emocurate.config.load(CurateRecipe, path, overrides)`; it validates values, it runs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional
+
+from emocurate.caption import CaptionConfig
+from emocurate.classify import ClassifyConfig
+from emocurate.clipscore import ClipFilterConfig
+from emocurate.config import ConfigError, load
+from emocurate.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
+from emocurate.emotions import EMOTIONS, check_emotions
+from emocurate.publish import PublishConfig
+
+
+DECISION_KEYS = (
+    "emotions",
+    "dedup",
+    "apply_min_confidence_to_labelled",
+    "classify.min_confidence",
+    "clip_filter.drop_fraction",
+)
+"""Keys `emocurate refilter` may change: they act on stored scores, never on models or inputs."""
+
+
+@dataclass
+class CurateRecipe:
+    sources: list[str] = field(default_factory=list)
+    """Source specs read in order: `folder:PATH`, `hf:REPO_OR_PATH[:split]`, `wikiart[:REPO_OR_PATH]`, `emoset:PATH[:split]`,
+    `urls:FILE`, `demo`. The first occurrence of an image (in this order) wins over later duplicates."""
+    emotions: list[str] = field(default_factory=lambda: list(EMOTIONS))
+    """Emotions the dataset keeps (a subset of Mikels' eight); items whose emotion is outside it are dropped by classify."""
+    limit: Optional[int] = None
+    """Read at most this many input items in total (across all sources, in order); None reads everything."""
+    shard_size: int = 256
+    """Items per shard: the unit of work, of atomic writes and of resume."""
+    seed: int = 0
+    max_image_pixels: int = DEFAULT_MAX_PIXELS
+    """Images with more pixels are dropped by ingest as too large (decompression-bomb guard)."""
+    max_image_side: int = DEFAULT_MAX_SIDE
+    decode_workers: int = 4
+    """Threads that decode images at ingest to check them (Pillow releases the GIL while decoding)."""
+    dedup: bool = True
+    """Drop later copies of byte-identical files (same sha256) as `dedup`."""
+    apply_min_confidence_to_labelled: bool = False
+    """Whether `classify.min_confidence` also drops items with a known label (folder emotion dirs, EmoSet); by default a
+    known label is trusted and the classifier's scores are only stored."""
+    classify: ClassifyConfig = field(default_factory=ClassifyConfig)
+    caption: CaptionConfig = field(default_factory=CaptionConfig)
+    clip_filter: ClipFilterConfig = field(default_factory=ClipFilterConfig)
+    publish: PublishConfig = field(default_factory=lambda: PublishConfig(pretty_name="Emotion-captioned images"))
+
+    def __post_init__(self):
+        self.emotions = list(check_emotions(self.emotions))
+        if not self.sources:
+            raise ValueError("sources is empty: list at least one source, e.g. sources: [folder:/data/images] or --source")
+        for spec in self.sources:
+            from emocurate.sources import parse_spec
+
+            parse_spec(spec)  # raises a ValueError that names the bad spec
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1 (or null for no limit); got {self.limit}")
+        if self.shard_size < 1:
+            raise ValueError(f"shard_size must be >= 1; got {self.shard_size}")
+        if self.decode_workers < 1:
+            raise ValueError(f"decode_workers must be >= 1; got {self.decode_workers}")
+        if self.max_image_pixels < 1 or self.max_image_side < 1:
+            raise ValueError("max_image_pixels and max_image_side must be >= 1")
+
+
+def load_recipe(path: str | Path | None, overrides: Iterable[str] = ()) -> CurateRecipe:
+    """Load a recipe YAML with dotted overrides; any unknown key or bad value raises ConfigError before work starts."""
+    return load(CurateRecipe, path, overrides)
+
+
+def check_refilter_overrides(overrides: Iterable[str]) -> None:
+    """`refilter` may only change decision keys; anything else needs a model run (use `build` with a new --out)."""
+    for item in overrides:
+        key = item.split("=", 1)[0].strip()
+        if key not in DECISION_KEYS:
+            raise ConfigError(
+                f"refilter cannot change {key!r}: it only re-applies decisions to stored scores. "
+                f"Keys it can change: {', '.join(DECISION_KEYS)}"
+            )

@@ -1,0 +1,160 @@
+"""`emotrain eval`: parse options, (optionally) generate images, call `evaluate`, print where the report is.
+
+Rich progress bars live here only. Register with `app.command("eval")(eval_command)` in `emotrain/cli.py`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+
+
+class RichProgress:
+    """`progress(task, advance=0, total=None)` as rich bars with count, rate and ETA; a context manager."""
+
+    def __init__(self):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+        from rich.text import Text
+
+        class Rate(ProgressColumn):
+            def render(self, task):
+                return Text(f"{task.speed:.1f} img/s" if task.speed else "  - img/s", style="cyan")
+
+        self.bars = Progress(TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+        self.tasks: dict[str, int] = {}
+
+    def __call__(self, task: str, advance: int = 0, total: Optional[int] = None) -> None:
+        if task not in self.tasks:
+            self.tasks[task] = self.bars.add_task(task, total=total)
+        elif total is not None:
+            self.bars.update(self.tasks[task], total=total)
+        if advance:
+            self.bars.advance(self.tasks[task], advance)
+
+    def __enter__(self):
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.bars.__exit__(*exc)
+
+
+def _fail(err: Exception) -> None:
+    from rich.console import Console
+
+    Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, markup=False)
+    raise typer.Exit(2)
+
+
+def parse_images(items: list[str]) -> dict[str, Path]:
+    """`NAME=DIR` or `DIR` (named after the folder) -> {name: folder}; duplicate names are an error."""
+    out: dict[str, Path] = {}
+    for item in items:
+        name, _, folder = item.partition("=") if "=" in item else (Path(item).name, "", item)
+        if not name or not folder:
+            raise ValueError(f"--images {item!r}: use DIR or NAME=DIR")
+        if name in out:
+            raise ValueError(f"--images: the name {name!r} is used twice; give NAME=DIR to tell them apart")
+        out[name] = Path(folder)
+    return out
+
+
+def eval_command(
+    images: Optional[List[str]] = typer.Option(None, "--images",
+        help="Generated images, one subfolder per emotion: DIR or NAME=DIR (repeatable)."),
+    real: Optional[str] = typer.Option(None, "--real",
+        help="Real images: a Hub dataset id or local folder with image + emotion columns."),
+    out: Path = typer.Option(..., "--out", "-o",
+        help="Report folder: results.json, report.md, PNGs (and images/ when generating)."),
+    model: Optional[Path] = typer.Option(None, "--model",
+        help="A trained emotrain run: generate -n images per emotion first (resumable)."),
+    n: int = typer.Option(1000, "-n", "--num-images", help="Images per emotion to generate (the paper: 1,000)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline",
+        help="'sd': also generate with plain SD 1.5, prompt 'an image of {emotion}'."),
+    base_model: str = typer.Option(SD15, "--base-model",
+        help="The baseline's pipeline: Hub id, local folder or tiny:sd."),
+    base_revision: Optional[str] = typer.Option(None, "--base-revision", help="Hub revision of --base-model."),
+    emotions: Optional[str] = typer.Option(None, "--emotions",
+        help="Comma list of emotions to generate (default: those in --real)."),
+    seed: int = typer.Option(0, "--seed", help="Generation seed (the SD baseline: image i uses seed + i)."),
+    steps: int = typer.Option(30, "--steps", help="Denoising steps when generating."),
+    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale when generating."),
+    gen_batch_size: int = typer.Option(4, "--gen-batch-size", help="Images per generation batch."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+        help="Eval settings YAML (backbone paths, pairs, ...)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda when available)."),
+    overrides: Optional[List[str]] = typer.Argument(None,
+        help="Settings overrides key=value, e.g. fid.inception=/w/inception-2015-12-05.pt"),
+):
+    """Score generated images with FID, LPIPS, Emo-A, Sem-C, Sem-D (+ CLIP score); write results.json and report.md."""
+    from emocurate.config import ConfigError, load
+    from emocurate.emotions import check_emotions
+    from emotrain.eval_config import EvalConfig
+    from emotrain.eval_generate import GenerateSettings, generate_images
+    from emotrain.evaluate import check_weights, evaluate
+
+    items = list(overrides or [])
+    if real:
+        items.append(f"real.dataset={real}")
+    if device:
+        items.append(f"device={device}")
+    try:
+        cfg = load(EvalConfig, config, items)
+        named = parse_images(list(images or []))
+        if baseline not in (None, "sd"):
+            raise ValueError(f"--baseline {baseline!r}: only 'sd' (plain Stable Diffusion 1.5) is built in")
+        if not named and model is None and baseline is None:
+            raise ValueError("nothing to evaluate: give --images DIR, --model RUN or --baseline sd")
+        check_weights(cfg)  # before generating for hours
+        settings = GenerateSettings(n=n, seed=seed, steps=steps, guidance=guidance, batch_size=gen_batch_size,
+                                    device=device)
+    except (ConfigError, ValueError, FileNotFoundError) as err:
+        _fail(err)
+    generation = None
+    try:
+        with RichProgress() as progress:
+            if model is not None or baseline is not None:
+                wanted = check_emotions(emotions.split(",")) if emotions else _real_emotions(cfg)
+                folders, generation = generate_images(out, wanted, settings, model=model,
+                                                      baseline_model=base_model if baseline else None,
+                                                      baseline_revision=base_revision, progress=progress)
+                named = {**folders, **named}
+            results = evaluate(cfg, named, out, progress=progress, generation=generation)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
+        _fail(err)
+    _print_summary(results, out)
+
+
+def _real_emotions(cfg) -> tuple[str, ...]:
+    from emocurate.emotions import EMOTIONS
+    from emotrain.eval_real import load_real
+
+    if not cfg.real.dataset:
+        return EMOTIONS
+    return tuple(load_real(cfg.real, None, cfg.seed).indices)
+
+
+def _print_summary(results: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from emotrain.eval_report import EXTRA_COLUMNS, MAIN_COLUMNS
+
+    columns = [c for c in MAIN_COLUMNS + EXTRA_COLUMNS
+               if any(m["overall"].get(c[0]) is not None for m in results["models"].values())]
+    table = Table(title="emotrain eval")
+    table.add_column("model")
+    for _, title, _ in columns:
+        table.add_column(title, justify="right")
+    for name, entry in results["models"].items():
+        overall = entry["overall"]
+        table.add_row(name, *[fmt.format(overall[k]) if k in overall else "-" for k, _, fmt in columns])
+    console = Console()
+    console.print(table)
+    console.print(f"report: {out / 'report.md'}   every number: {out / 'results.json'}")
