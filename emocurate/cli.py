@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+# Our rich bars show progress; the Hub/transformers tqdm bars ("Loading weights") would only interleave with them.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Curate an emotion-captioned image dataset: ingest -> classify -> caption -> CLIP filter -> publish.")
