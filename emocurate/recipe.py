@@ -13,6 +13,7 @@ from emocurate.caption import CaptionConfig
 from emocurate.classify import ClassifyConfig
 from emocurate.clipscore import ClipFilterConfig
 from emocurate.config import ConfigError, load
+from emocurate.crawl import CrawlConfig
 from emocurate.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from emocurate.emotions import EMOTIONS, check_emotions
 from emocurate.publish import PublishConfig
@@ -54,6 +55,8 @@ class CurateRecipe:
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     clip_filter: ClipFilterConfig = field(default_factory=ClipFilterConfig)
     publish: PublishConfig = field(default_factory=lambda: PublishConfig(pretty_name="Emotion-captioned images"))
+    crawl: CrawlConfig = field(default_factory=CrawlConfig)
+    """How `urls:` sources are fetched (concurrency, timeouts, robots, SSRF guard); unused by other sources."""
 
     def __post_init__(self):
         self.emotions = list(check_emotions(self.emotions))
