@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+# Our rich bars show progress; the Hub/transformers tqdm bars ("Loading weights") would only interleave with them.
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Curate an emotion-captioned image dataset: ingest -> classify -> caption -> CLIP filter -> publish.")
@@ -59,6 +63,11 @@ def build(
     source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="Replaces the recipe's sources (repeatable)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Read at most N input items in total."),
     no_publish: bool = typer.Option(False, "--no-publish", help="Stop after records.parquet (no dataset/ folder)."),
+    ignore_robots: bool = typer.Option(False, "--ignore-robots",
+                                       help="urls: ignore robots.txt and X-Robots-Tag opt-outs (recorded in the card)."),
+    allow_hosts: Optional[List[str]] = typer.Option(None, "--allow-hosts",
+                                                    help="urls: hosts or networks exempt from the private-address guard."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="urls: retry URLs that failed with a retryable error."),
     executor: str = typer.Option("local", "--executor", help="local: this process, stage by stage; ray: a Ray cluster "
                                  "(needs the ray extra). Either resumes the other's run folder."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: an existing cluster "
@@ -76,6 +85,12 @@ def build(
         items.append("sources=" + json.dumps(list(source)))
     if limit is not None:
         items.append(f"limit={limit}")
+    if ignore_robots:
+        items.append("crawl.ignore_robots=true")
+    if allow_hosts:
+        items.append("crawl.allow_hosts=" + json.dumps([h for entry in allow_hosts for h in entry.split(",") if h]))
+    if retry_failed:
+        items.append("crawl.retry_failed=true")
     try:
         cfg = load_recipe(recipe, items)
     except (ConfigError, ValueError) as err:
@@ -113,6 +128,11 @@ def _print_summary(summary: dict, out: Path) -> None:
         load = f" (model load {st['load_s']:.1f} s)" if st["load_s"] else ""
         items = f"{st['items']} items, " if st.get("items") is not None else ""
         console.print(f"  {name:>10}: {items}{st['seconds']:.1f} s{load}{rate}")
+    if (out / "crawl").is_dir():
+        from emocurate.crawl_state import summary as crawl_summary
+
+        counts = crawl_summary(out / "crawl")
+        console.print("  fetch status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
     console.print(f"dataset: {summary['dataset']}" if summary["dataset"]
                   else f"[yellow]dataset not written:[/] {summary.get('dataset_not_written')}")
     console.print(f"see `emocurate status {out}`")

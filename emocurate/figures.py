@@ -44,8 +44,12 @@ def _figure(width_in: float, height_in: float, layout: str | None = "constrained
 
 
 def _save(fig, path: Path) -> Path:
+    import warnings
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png", metadata={"Software": None})  # no version string: same data, same bytes
+    with warnings.catch_warnings():  # captions may hold characters the font lacks: they show as boxes, not as warnings
+        warnings.filterwarnings("ignore", message="Glyph .* missing from font", category=UserWarning)
+        fig.savefig(path, format="png", metadata={"Software": None})  # no version string: same data, same bytes
     return path
 
 

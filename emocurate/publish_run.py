@@ -65,10 +65,17 @@ def publish_records(run_dir: Path, recipe, records: pa.Table) -> tuple[Optional[
     models = json.loads(models_path.read_text()) if models_path.exists() else {}
     prompt = models.get("caption", {}).get("prompt", recipe.caption.prompt)
     notes = list(_notes(recipe))
+    status_counts = None
+    if (run_dir / "crawl").is_dir():  # a urls: source: fetch status counts, and whether robots were ignored
+        from emocurate.crawl_state import runs, summary
+
+        status_counts = summary(run_dir / "crawl")
+        if any(r.get("ignore_robots") for r in runs(run_dir / "crawl")):
+            notes.append("--ignore-robots was used: robots.txt and X-Robots-Tag opt-outs were NOT honoured for some URLs.")
     provenance = Provenance(
         models={stage: {k: info.get(k) for k in ("backend", "model", "revision")} for stage, info in models.items()},
         prompt=prompt, thresholds=_thresholds(recipe), drop_fraction=recipe.clip_filter.drop_fraction, seed=recipe.seed,
-        recipe=asdict(recipe), notes=notes,
+        recipe=asdict(recipe), notes=notes, status_counts=status_counts,
     )
     try:
         path = write_dataset(kept_table(run_dir, records), records, run_dir / "dataset", recipe.emotions, recipe.publish,

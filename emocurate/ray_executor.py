@@ -127,6 +127,7 @@ class ShardWorker:
 
 
 def _ingest_task(items, shard: int, first_seq: int, max_pixels: int, max_side: int) -> bytes:
+    """One shard per task and one CPU per task: Ray runs the shards in parallel, so one decoding thread each."""
     from emocurate.ingest import ingest_shard
 
     return _to_ipc(ingest_shard(items, shard, first_seq, max_pixels, max_side))
@@ -210,6 +211,7 @@ def ingest_all(recipe, run_dir: Path, progress, in_flight: int, crawl_cfg=None) 
             pending[task.remote(buffer, index, seq, recipe.max_image_pixels, recipe.max_image_side)] = index
         index, seq = index + 1, seq + len(buffer)
     drain(0)
+    progress("ingest", 0, seq)  # the total is known now: completes the bar
     shards.write_json_atomic(run_dir / INGEST_COMPLETE, {"shards": index, "items": seq})
     return index
 

@@ -13,6 +13,7 @@ from emocurate.caption import CaptionConfig
 from emocurate.classify import ClassifyConfig
 from emocurate.clipscore import ClipFilterConfig
 from emocurate.config import ConfigError, load
+from emocurate.crawl import CrawlConfig
 from emocurate.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from emocurate.emotions import EMOTIONS, check_emotions
 from emocurate.ray_executor import RayConfig
@@ -55,6 +56,8 @@ class CurateRecipe:
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     clip_filter: ClipFilterConfig = field(default_factory=ClipFilterConfig)
     publish: PublishConfig = field(default_factory=lambda: PublishConfig(pretty_name="Emotion-captioned images"))
+    crawl: CrawlConfig = field(default_factory=CrawlConfig)
+    """How `urls:` sources are fetched (concurrency, timeouts, robots, SSRF guard); unused by other sources."""
     ray: RayConfig = field(default_factory=RayConfig)
     """Where `emocurate build --executor ray` runs each stage (GPUs per actor, pool sizes); the local executor ignores it."""
 

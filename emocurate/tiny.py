@@ -29,15 +29,18 @@ def resolve(model_id: str) -> str:
         raise ValueError(f"unknown tiny model {model_id!r}; known: {', '.join(TINY_PREFIX + n for n in BUILDERS)}")
     target = cache_root() / name
     if not (target / ".complete").exists():
+        import fcntl
+
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
-        BUILDERS[name](tmp)
-        (tmp / ".complete").write_text("ok\n")  # written last: its presence means the folder is whole
-        shutil.rmtree(target, ignore_errors=True)
-        try:
-            tmp.rename(target)
-        except OSError:  # another process won the race; its folder is as good as ours
-            shutil.rmtree(tmp, ignore_errors=True)
+        # One builder at a time (several test workers or training ranks may ask at once); the others wait, then reuse it.
+        with open(target.parent / f".{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (target / ".complete").exists():
+                tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
+                BUILDERS[name](tmp)
+                (tmp / ".complete").write_text("ok\n")  # written last: its presence means the folder is whole
+                shutil.rmtree(target, ignore_errors=True)  # a partial folder from a killed build
+                tmp.rename(target)
     return str(target)
 
 

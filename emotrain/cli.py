@@ -98,7 +98,7 @@ def fit(
         from emocurate.config import ConfigError
         from emotrain.data import DatasetError
         from emotrain.recipe import load_recipe
-        from emotrain.train import train
+        from emotrain.train import TrainingStopped, train
     except ImportError as err:  # pragma: no cover - broken install
         _fail(err)
     try:
@@ -120,6 +120,10 @@ def fit(
     try:
         with bar:
             run = train(parsed, dataset, out, max_steps=max_steps, resume=resume, progress=progress)
+    except TrainingStopped as err:
+        if _is_main_process():
+            typer.secho(str(err), fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=130)
     except (DatasetError, ConfigError, OSError, ValueError) as err:  # OSError: a model or file that cannot be loaded
         _fail(err)
     rate = ""

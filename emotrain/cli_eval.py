@@ -45,10 +45,28 @@ class RichProgress:
         return self.bars.__exit__(*exc)
 
 
+def _quiet_libraries() -> None:
+    """Our bars are the progress display: silence transformers/diffusers/datasets loading bars and deprecation chatter."""
+    import warnings
+
+    import datasets
+    import diffusers
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def _fail(err: Exception) -> None:
     from rich.console import Console
+    from rich.markup import escape
 
-    Console(stderr=True).print(f"[bold red]error:[/] {err}", highlight=False, markup=False)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -96,7 +114,7 @@ def eval_command(
     from emocurate.config import ConfigError, load
     from emocurate.emotions import check_emotions
     from emotrain.eval_config import EvalConfig
-    from emotrain.eval_generate import GenerateSettings, generate_images
+    from emotrain.eval_generate import BASELINE_NAME, GenerateSettings, generate_images
     from emotrain.evaluate import check_weights, evaluate
 
     items = list(overrides or [])
@@ -111,12 +129,17 @@ def eval_command(
             raise ValueError(f"--baseline {baseline!r}: only 'sd' (plain Stable Diffusion 1.5) is built in")
         if not named and model is None and baseline is None:
             raise ValueError("nothing to evaluate: give --images DIR, --model RUN or --baseline sd")
+        planned = ([model.name] if model is not None else []) + ([BASELINE_NAME] if baseline else [])
+        clash = sorted(set(planned) & set(named))
+        if clash:
+            raise ValueError(f"--images names {clash} are taken by the models generated here; pick other NAME=DIR names")
         check_weights(cfg)  # before generating for hours
         settings = GenerateSettings(n=n, seed=seed, steps=steps, guidance=guidance, batch_size=gen_batch_size,
                                     device=device)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(err)
     generation = None
+    _quiet_libraries()
     try:
         with RichProgress() as progress:
             if model is not None or baseline is not None:
@@ -144,11 +167,10 @@ def _print_summary(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from emotrain.eval_report import EXTRA_COLUMNS, MAIN_COLUMNS
+    from emotrain.eval_report import MAIN_COLUMNS
 
-    columns = [c for c in MAIN_COLUMNS + EXTRA_COLUMNS
-               if any(m["overall"].get(c[0]) is not None for m in results["models"].values())]
-    table = Table(title="emotrain eval")
+    columns = [c for c in MAIN_COLUMNS if any(m["overall"].get(c[0]) is not None for m in results["models"].values())]
+    table = Table(title="emotrain eval (Table 1 metrics; the rest is in report.md)")
     table.add_column("model")
     for _, title, _ in columns:
         table.add_column(title, justify="right")
@@ -157,4 +179,5 @@ def _print_summary(results: dict, out: Path) -> None:
         table.add_row(name, *[fmt.format(overall[k]) if k in overall else "-" for k, _, fmt in columns])
     console = Console()
     console.print(table)
-    console.print(f"report: {out / 'report.md'}   every number: {out / 'results.json'}")
+    console.print(f"report: {out / 'report.md'}")
+    console.print(f"every number and setting: {out / 'results.json'}")

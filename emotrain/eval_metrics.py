@@ -63,11 +63,14 @@ def run_fid(run: Run, models: dict) -> dict:
     cfg = run.cfg.fid
     extractor = fid.load_inception(cfg.inception, run.device)
     cache = fid.StatsCache(cfg.cache_dir or Path.home() / ".cache" / "emotrain" / "fid_stats")
+    from importlib.metadata import version
+
     keys = {e: cache.key(dataset=run.real.fingerprint, emotion=e, image_column=run.cfg.real.image_column,
-                         rows=hashlib.sha256(str(rows).encode()).hexdigest(), extractor=extractor.sha256, mode="clean")
+                         rows=hashlib.sha256(str(rows).encode()).hexdigest(), extractor=extractor.sha256, mode="clean",
+                         cleanfid=version("clean-fid"))
             for e, rows in run.real.indices.items()}
     real = {e: cache.get(k) for e, k in keys.items()}
-    cached = sorted(e for e, s in real.items() if s is not None)
+    cached = [e for e, s in real.items() if s is not None]
     todo = [e for e in real if real[e] is None]
     total = sum(len(run.real.indices[e]) for e in todo) + sum(len(p) for s in run.sets for p in s.images.values())
     advance = run.bar("FID", total)

@@ -24,7 +24,7 @@ from emotrain.metrics.images import list_images, pick_device
 Progress = Callable[..., None]
 """`progress(task, advance=0, total=None)`: the project's progress convention (a rich bar per task in the CLI)."""
 
-LIBRARIES = ("emotrain", "coemogen-toolkit", "torch", "torchvision", "transformers", "diffusers", "datasets", "lpips",
+LIBRARIES = ("coemogen-toolkit", "torch", "torchvision", "transformers", "diffusers", "datasets", "lpips",
              "clean-fid", "numpy", "scipy", "Pillow")
 
 
@@ -129,7 +129,10 @@ def settings(cfg: EvalConfig, device: str, sets: list[ModelImages], real) -> dic
 
 
 def library_versions() -> dict[str, str | None]:
-    out = {}
+    """Installed versions of the libraries whose behaviour the numbers depend on (None: not installed)."""
+    from emotrain import __version__
+
+    out: dict[str, str | None] = {"emotrain": __version__}
     for name in LIBRARIES:
         try:
             out[name] = metadata.version(name)

@@ -237,59 +237,71 @@ def train(
     # ---- training loop --------------------------------------------------------------------------------------------
     started, first_step = time.perf_counter(), step
     info: dict = {}
-    while step < total_steps:
-        batch = next(data)
-        position += micro_batch
-        with accelerator.accumulate(unet, mapper, encoder):
-            emotion = batch["emotion"].to(accelerator.device)  # (B,)
-            onehot = F.one_hot(emotion, len(emotions)).float()  # (B, E)
-            with torch.no_grad():
-                pixels = batch["pixel_values"].to(accelerator.device, weight_dtype)  # (B, 3, R, R)
-                latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor  # (B, 4, R/8, R/8)
-                v = image_tokens(vision, batch["clip_pixel_values"].to(accelerator.device, weight_dtype))  # (B, T, Dv)
-                if recipe.loss.semantic:
-                    caption_ids = batch["caption_ids"].to(accelerator.device)
-                    caption = text_projection(text_encoder(input_ids=caption_ids).pooler_output)  # (B, P) = T(c_i)
-            noise = torch.randn_like(latents)
-            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
-                                      device=latents.device)
-            noisy = noise_scheduler.add_noise(latents, noise, timesteps)
-            if noise_scheduler.config.prediction_type == "v_prediction":
-                target = noise_scheduler.get_velocity(latents, noise, timesteps)
-            else:
-                target = noise
-            with accelerator.autocast():
-                e_v = encoder(mapper(onehot), v)  # (B, D): e_i^v
-                condition, pooled = encode_with_emotion(text_encoder, tokenizer, e_v, recipe.conditioning.prompt)
-                set_routing(raw_unet, onehot)  # per-sample emotion + polarity adapters (Eq. 3)
-                pred = unet(noisy, timesteps, condition).sample
-                loss_ldm = F.mse_loss(pred.float(), target.float())
-                loss = loss_ldm
-                if recipe.loss.semantic:
-                    loss_sem = semantic_loss(text_projection(pooled), caption, recipe.loss.semantic_type)
-                    loss = loss + recipe.loss.semantic_weight * loss_sem
-            accelerator.backward(loss)
-            if accelerator.sync_gradients and optim.max_grad_norm:
-                accelerator.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], optim.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-        if not accelerator.sync_gradients:
-            continue
-        step += 1
-        info = {"loss": loss.item(), "loss_ldm": loss_ldm.item()}
-        if recipe.loss.semantic:
-            info["loss_sem"] = loss_sem.item()
-        if step % run.log_every == 0 or step == total_steps:
-            accelerator.log({**info, "lr": optim.lr}, step=step)
-        if main and progress:
-            progress(step, total_steps, info)
-        if step % run.checkpoint_every == 0 or step == total_steps:
-            modules = {"hilora": hilora_state_dict(raw_unet), "mapper": accelerator.unwrap_model(mapper).state_dict(),
-                       "encoder": accelerator.unwrap_model(encoder).state_dict()}
-            checkpoint.save(accelerator, out / "checkpoints", step, position, modules, optimizer, run.keep_checkpoints,
-                            extra={"emotions": emotions, "micro_batch": micro_batch})
-        if run.validate_every and step % run.validate_every == 0 and main:
-            validation_grid(step)
+    stop = StopRequest().install()  # SIGTERM / first Ctrl-C: finish the step, checkpoint, stop (resume later)
+    try:
+        while step < total_steps:
+            batch = next(data)
+            position += micro_batch
+            with accelerator.accumulate(unet, mapper, encoder):
+                emotion = batch["emotion"].to(accelerator.device)  # (B,)
+                onehot = F.one_hot(emotion, len(emotions)).float()  # (B, E)
+                with torch.no_grad():
+                    pixels = batch["pixel_values"].to(accelerator.device, weight_dtype)  # (B, 3, R, R)
+                    latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor  # (B, 4, R/8, R/8)
+                    clip_pixels = batch["clip_pixel_values"].to(accelerator.device, weight_dtype)  # (B, 3, S, S)
+                    v = image_tokens(vision, clip_pixels)  # (B, T, Dv)
+                    if recipe.loss.semantic:
+                        caption_ids = batch["caption_ids"].to(accelerator.device)
+                        caption = text_projection(text_encoder(input_ids=caption_ids).pooler_output)  # (B, P) = T(c_i)
+                noise = torch.randn_like(latents)
+                timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
+                                          device=latents.device)
+                noisy = noise_scheduler.add_noise(latents, noise, timesteps)
+                if noise_scheduler.config.prediction_type == "v_prediction":
+                    target = noise_scheduler.get_velocity(latents, noise, timesteps)
+                else:
+                    target = noise
+                with accelerator.autocast():
+                    e_v = encoder(mapper(onehot), v)  # (B, D): e_i^v
+                    condition, pooled = encode_with_emotion(text_encoder, tokenizer, e_v, recipe.conditioning.prompt)
+                    set_routing(raw_unet, onehot)  # per-sample emotion + polarity adapters (Eq. 3)
+                    pred = unet(noisy, timesteps, condition).sample
+                    loss_ldm = F.mse_loss(pred.float(), target.float())
+                    loss = loss_ldm
+                    if recipe.loss.semantic:
+                        loss_sem = semantic_loss(text_projection(pooled), caption, recipe.loss.semantic_type)
+                        loss = loss + recipe.loss.semantic_weight * loss_sem
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and optim.max_grad_norm:
+                    params = [p for group in optimizer.param_groups for p in group["params"]]
+                    accelerator.clip_grad_norm_(params, optim.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            if not accelerator.sync_gradients:
+                continue
+            step += 1
+            info = {"loss": loss.item(), "loss_ldm": loss_ldm.item()}
+            if recipe.loss.semantic:
+                info["loss_sem"] = loss_sem.item()
+            if step % run.log_every == 0 or step == total_steps:
+                accelerator.log({**info, "lr": optim.lr}, step=step)
+            if main and progress:
+                progress(step, total_steps, info)
+            stopping = stop.agreed(accelerator)
+            if step % run.checkpoint_every == 0 or step == total_steps or stopping:
+                modules = {"hilora": hilora_state_dict(raw_unet),
+                           "mapper": accelerator.unwrap_model(mapper).state_dict(),
+                           "encoder": accelerator.unwrap_model(encoder).state_dict()}
+                saved = checkpoint.save(accelerator, out / "checkpoints", step, position, modules, optimizer,
+                                        run.keep_checkpoints, extra={"emotions": emotions, "micro_batch": micro_batch})
+            if stopping:
+                accelerator.end_training()
+                raise TrainingStopped(f"stopped by signal at step {step}/{total_steps}; checkpoint {saved}; continue "
+                                      "with --resume latest")
+            if run.validate_every and step % run.validate_every == 0 and main:
+                validation_grid(step)
+    finally:
+        stop.uninstall()
     elapsed = time.perf_counter() - started
     set_routing(raw_unet, None)
 
@@ -330,6 +342,51 @@ def train(
         write_card(out, config, samples)
     accelerator.end_training()
     return out
+
+
+class TrainingStopped(RuntimeError):
+    """Training ended early on SIGTERM / Ctrl-C after writing a checkpoint; the message says how to resume."""
+
+
+class StopRequest:
+    """Turns SIGTERM and the first SIGINT into a request honoured at the next step boundary (a second SIGINT
+    interrupts at once). Every rank must agree before stopping, so all write the same checkpoint."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self.previous: dict = {}
+
+    def install(self) -> "StopRequest":
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():  # signals can only be caught there
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, _frame) -> None:
+        import signal
+
+        if self.signal is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+    def uninstall(self) -> None:
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def agreed(self, accelerator) -> bool:
+        """True when any rank was asked to stop (one tiny all-reduce per step under several processes)."""
+        if accelerator.num_processes == 1:
+            return self.signal is not None
+        import torch
+
+        flag = torch.tensor([1.0 if self.signal is not None else 0.0], device=accelerator.device)
+        return bool(accelerator.reduce(flag, "sum").item() > 0)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -46,6 +46,8 @@ class Stats:
     n: int
     mu: np.ndarray
     sigma: np.ndarray
+    feats: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """The (N, D) features themselves when N <= D (a cheaper exact FID; see `frechet_distance`); never cached."""
     _sqrt: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def sqrt_sigma(self) -> np.ndarray:
@@ -108,8 +110,9 @@ def stats_of(feats: np.ndarray) -> Stats:
     """Mean and covariance (rows = samples), as clean-fid computes them."""
     if len(feats) < 2:
         raise ValueError(f"FID needs at least 2 images per set; got {len(feats)}")
+    low_rank = len(feats) <= feats.shape[1]
     feats = feats.astype(np.float64)
-    return Stats(n=len(feats), mu=feats.mean(axis=0), sigma=np.cov(feats, rowvar=False))
+    return Stats(n=len(feats), mu=feats.mean(axis=0), sigma=np.cov(feats, rowvar=False), feats=feats if low_rank else None)
 
 
 def pool(parts: Sequence[Stats]) -> Stats:
@@ -127,10 +130,14 @@ def frechet_distance(gen: Stats, real: Stats) -> float:
     tr((S1 S2)^1/2) is the sum of square roots of the eigenvalues of the symmetric PSD R^1/2 S1 R^1/2 (R = the real
     covariance), so two symmetric eigendecompositions replace clean-fid's general `scipy.linalg.sqrtm`: the same number
     (tested against clean-fid), several times faster at 2048-d, and exact for the rank-deficient covariances that
-    1,000 images give in 2,048 dimensions.
+    1,000 images give in 2,048 dimensions. With N <= D generated images it solves the N x N problem instead.
     """
-    half = real.sqrt_sigma()
-    eig = np.linalg.eigvalsh(half @ gen.sigma @ half)  # (D,) >= 0 up to rounding
+    if gen.feats is not None:  # N <= D: S_gen = Xc^T Xc / (N-1), and Xc S_real Xc^T / (N-1) has the same non-zero eigenvalues
+        xc = gen.feats - gen.mu  # (N, D)
+        eig = np.linalg.eigvalsh(xc @ real.sigma @ xc.T / (gen.n - 1))  # (N,): an N x N problem instead of D x D
+    else:
+        half = real.sqrt_sigma()
+        eig = np.linalg.eigvalsh(half @ gen.sigma @ half)  # (D,) >= 0 up to rounding
     diff = gen.mu - real.mu
     return float(diff @ diff + np.trace(gen.sigma) + np.trace(real.sigma) - 2.0 * np.sqrt(np.clip(eig, 0.0, None)).sum())
 

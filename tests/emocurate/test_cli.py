@@ -50,3 +50,27 @@ def test_train_classifier_on_an_emoset_layout_then_use_the_probe(tmp_path):
     cfg = ClassifyConfig(backend="clip-probe", model="tiny:clip", probe=str(tmp_path / "probe"))
     probs = load_classifier(cfg, ["amusement", "awe", "sadness"]).predict([photo(1)])
     assert probs.shape == (1, 3)
+
+
+def test_build_urls_with_crawl_flags_records_status_counts_and_robots_note(tmp_path):
+    from emocurate.crawl_state import runs
+    from tests.crawl_server import Body, CrawlServer
+    from tests.emocurate.conftest import jpeg
+
+    routes = {f"/img/{i}.jpg": Body(jpeg(70 + i), "image/jpeg") for i in range(3)}
+    routes["/robots.txt"] = Body(b"User-agent: *\nDisallow: /img/\n", "text/plain")
+    with CrawlServer(routes) as srv:
+        listing = tmp_path / "list.txt"
+        listing.write_text("\n".join([srv.url(f"/img/{i}.jpg") for i in range(3)] + [srv.url("/gone.jpg")]))
+        out = tmp_path / "run"
+        result = CliRunner().invoke(app, [
+            "build", "--recipe", str(DEMO), "--out", str(out), "--source", f"urls:{listing}",
+            "--allow-hosts", "127.0.0.1", "--ignore-robots", "classify.min_confidence=0", "clip_filter.drop_fraction=0",
+            "caption.max_new_tokens=8", "crawl.retries=0",
+        ])
+    assert result.exit_code == 0, result.output
+    assert "fetch status: ok 3, http_error 1" in result.output
+    assert [r["ignore_robots"] for r in runs(out / "crawl")] == [True]
+    card = (out / "dataset" / "README.md").read_text()
+    assert "--ignore-robots was used" in card  # the robots.txt above disallows every image: ignoring it is recorded
+    assert "http_error" in card and "robots_disallowed" not in card

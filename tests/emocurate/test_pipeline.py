@@ -190,3 +190,22 @@ def test_cli_push_uploads_the_run_dataset_to_a_loopback_hub(built, tmp_path):
     local = {p.relative_to(run / "dataset").as_posix(): p.read_bytes() for p in (run / "dataset").rglob("*") if p.is_file()}
     assert uploaded == local and done.stdout.strip().endswith("/datasets/user/demo-test")
     assert "hf_test_token_123" not in done.stdout + done.stderr
+
+
+def test_urls_source_end_to_end_records_fetch_failures(tmp_path):
+    from emocurate.crawl import CrawlConfig
+    from tests.crawl_server import Body, CrawlServer
+
+    routes = {f"/{i}.jpg": Body(jpeg(60 + i), "image/jpeg") for i in range(3)}
+    with CrawlServer(routes) as srv:
+        listing = tmp_path / "list.txt"
+        listing.write_text("\n".join([srv.url("/0.jpg"), srv.url("/missing.jpg"), srv.url("/1.jpg"), srv.url("/2.jpg")]))
+        recipe = load_recipe(DEMO, [f"sources=[urls:{listing}]", "shard_size=2", "caption.max_new_tokens=8"])
+        summary = pipeline.build(recipe, tmp_path / "run", crawl_cfg=CrawlConfig(allow_hosts=["127.0.0.1"], retries=0),
+                                 publish=False)
+    records = pq.read_table(tmp_path / "run" / "records.parquet").to_pylist()
+    assert [r["source_id"] for r in records] == [srv.url(p) for p in ("/0.jpg", "/missing.jpg", "/1.jpg", "/2.jpg")]
+    missing = records[1]
+    assert missing["dropped_by"] == "fetch" and missing["reason"].startswith("http_error") and missing["id"].startswith("nodata-")
+    assert all(r["emotion_probs"] is not None for r in records if r is not missing) and summary["records"] == 4
+    assert (tmp_path / "run" / "crawl").is_dir()  # the crawler keeps its resume state in the run folder

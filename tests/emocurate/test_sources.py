@@ -137,16 +137,6 @@ def test_emoset_layout(tmp_path):
         list(iter_items([f"emoset:{tmp_path}"], tmp_path))
 
 
-def test_urls_without_crawler_is_clear(tmp_path):
-    try:
-        import emocurate.urls  # noqa: F401
-        pytest.skip("the URL crawler is installed; its own tests cover urls:")
-    except ImportError:
-        pass
-    with pytest.raises(RuntimeError, match="needs the URL crawler"):
-        list(iter_items([f"urls:{tmp_path / 'list.txt'}"], tmp_path))
-
-
 def test_demo_source_writes_real_photos_and_bad_files(tmp_path):
     items = list(iter_items(["demo"], tmp_path))
     assert len(items) == 51 and (tmp_path / "demo_images" / ".complete").exists()

@@ -77,11 +77,22 @@ TINY_OVERRIDES = [
 ]
 
 
-def tiny_recipe(*overrides):
-    """The paper's recipe shrunk to tiny models (d0 24 != text width 32 exercises the output projection)."""
+def _tiny_recipe(*overrides):
     from emotrain.recipe import load_recipe
 
     return load_recipe(None, [*TINY_OVERRIDES, *overrides])
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe():
+    """`tiny_recipe(*overrides)`: the paper's recipe shrunk to tiny models (d0 24 != text width 32 exercises the
+    encoder's output projection), no validation grids or samples, a checkpoint every step, the last 2 kept."""
+    return _tiny_recipe
+
+
+@pytest.fixture(scope="session")
+def tiny_overrides():
+    return list(TINY_OVERRIDES)
 
 
 @pytest.fixture(scope="session")
@@ -90,5 +101,5 @@ def trained_run(tmp_path_factory, tiny_dataset):
     from emotrain.train import train
 
     out = tmp_path_factory.mktemp("runs") / "run"
-    train(tiny_recipe("run.samples_per_emotion=2", "run.validate_every=4", "optim.max_steps=4"), tiny_dataset, out)
+    train(_tiny_recipe("run.samples_per_emotion=2", "run.validate_every=4", "optim.max_steps=4"), tiny_dataset, out)
     return out

@@ -7,8 +7,6 @@ from typer.testing import CliRunner
 
 from emotrain.cli import app
 
-from tests.emotrain.conftest import TINY_OVERRIDES  # noqa: E402
-
 runner = CliRunner()
 DEMO = str(Path(__file__).resolve().parents[2] / "recipes" / "train" / "demo.yaml")
 
@@ -36,13 +34,13 @@ def test_fit_generate_export(tmp_path, tiny_dataset):
     assert (tmp_path / "lora" / "sadness.safetensors").exists() and (tmp_path / "lora" / "emotion_sadness_lora.safetensors").exists()
 
 
-def test_bad_dataset_fails_clearly(tmp_path, make_dataset):
+def test_bad_dataset_fails_clearly(tmp_path, make_dataset, tiny_overrides):
     def edit(rows):
         rows["caption"][0] = ""
         rows["emotion"][1] = "joy"
 
     bad = make_dataset(tmp_path / "bad", edit=edit, n=8)
-    result = runner.invoke(app, ["fit", "--dataset", bad, "--out", str(tmp_path / "run"), *TINY_OVERRIDES])
+    result = runner.invoke(app, ["fit", "--dataset", bad, "--out", str(tmp_path / "run"), *tiny_overrides])
     assert result.exit_code == 2
     assert "2 problem(s) in 8 rows" in result.output and "'joy'" in result.output and "Traceback" not in result.output
 

@@ -10,7 +10,7 @@ from emocurate.config import load
 from emotrain.eval_config import EvalConfig
 from emotrain.evaluate import check_weights, evaluate, find_images
 
-from eval_weights import noise_images, solid_images, write_alexnet, write_places, write_tiny_inception
+from tests.emotrain.eval_weights import noise_images, solid_images, write_alexnet, write_places, write_tiny_inception
 
 EMOTIONS = ("amusement", "fear")
 
@@ -172,6 +172,9 @@ def test_missing_weights_fail_before_generating(data, tmp_path):
     assert result.exit_code == 2
     assert "lpips.alexnet is not set" in result.output
     assert not (tmp_path / "out").exists()
+    clash = CliRunner().invoke(cli(), ["eval", "--baseline", "sd", "--images", f"sd-baseline={data / 'copy'}",
+                                       "--out", str(tmp_path / "out"), "metrics=[sem_d]"])
+    assert clash.exit_code == 2 and "error: --images names ['sd-baseline'] are taken" in clash.output
 
 
 def test_sd_baseline_resumes_with_the_same_images(tmp_path):
@@ -213,7 +216,7 @@ def colour_probe(tmp_path_factory):
 
 
 def test_emotion_accuracy_with_a_classifier_right_by_construction(colour_probe, tmp_path):
-    from eval_weights import solid_images
+    from tests.emotrain.eval_weights import solid_images
 
     right, swapped = tmp_path / "right", tmp_path / "swapped"
     for emotion in ("amusement", "awe", "fear"):

@@ -12,7 +12,7 @@ from emotrain.metrics.images import list_images
 from emotrain.metrics.pairs import sample_pairs
 from emotrain.metrics.semantic_diversity import semantic_diversity
 
-from eval_weights import noise_images, write_alexnet, write_places, write_tiny_inception
+from tests.emotrain.eval_weights import noise_images, write_alexnet, write_places, write_tiny_inception
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,11 @@ def test_frechet_distance_equals_clean_fid(n1, n2, dim):
 
     rng = np.random.default_rng(n1)
     a, b = fid.stats_of(rng.normal(size=(n1, dim))), fid.stats_of(rng.normal(0.3, 1.5, size=(n2, dim)))
-    assert fid.frechet_distance(a, b) == pytest.approx(cleanfid_frechet(a.mu, a.sigma, b.mu, b.sigma), rel=1e-5)
+    assert (a.feats is not None) == (n1 <= dim)  # the N x N route for few images, the D x D one otherwise
+    reference = cleanfid_frechet(a.mu, a.sigma, b.mu, b.sigma)
+    assert fid.frechet_distance(a, b) == pytest.approx(reference, rel=1e-5)
+    a.feats = None
+    assert fid.frechet_distance(a, b) == pytest.approx(reference, rel=1e-5)
 
 
 def test_pooled_stats_equal_stats_of_the_union():
@@ -96,6 +100,11 @@ def test_lpips_zero_for_identical_pairs_and_trunk_loaded(weights, folders):
     saved = torch.load(weights["alexnet"])
     assert torch.equal(model.net.slice1[0].weight, saved["features.0.weight"])
     assert torch.equal(getattr(model.net.slice5, "10").weight, saved["features.10.weight"])
+    import lpips
+    from pathlib import Path
+
+    shipped = torch.load(Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth", map_location="cpu")
+    assert torch.equal(model.lin0.model[1].weight, shipped["lin0.model.1.weight"])
     items = list_images(folders / "a")
     same = lpips_diversity.lpips_distances(items, np.array([[0, 0], [3, 3]]), model)
     assert np.allclose(same, 0.0, atol=1e-7)

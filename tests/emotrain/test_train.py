@@ -6,8 +6,6 @@ from safetensors.torch import load_file
 
 from emotrain.train import train
 
-from tests.emotrain.conftest import tiny_recipe  # noqa: E402  (tests/emotrain is on sys.path under pytest's rootdir import mode)
-
 
 def _weights(run):
     out = {f"hilora.{k}": v for k, v in load_file(str(run / "hilora.safetensors")).items()}
@@ -18,7 +16,7 @@ def _weights(run):
 
 @pytest.mark.parametrize("shape", [["optim.batch_size=2"], ["optim.batch_size=1", "optim.gradient_accumulation=2"]],
                          ids=["batch2", "accumulate2"])
-def test_resume_equals_uninterrupted_run(tmp_path, tiny_dataset, shape):
+def test_resume_equals_uninterrupted_run(tmp_path, tiny_dataset, shape, tiny_recipe):
     recipe = tiny_recipe("optim.max_steps=4", *shape)
     straight = train(recipe, tiny_dataset, tmp_path / "straight")
     stopped = train(recipe, tiny_dataset, tmp_path / "resumed", max_steps=2)
@@ -38,13 +36,35 @@ def test_resume_equals_uninterrupted_run(tmp_path, tiny_dataset, shape):
     assert state["emotions"] == ["amusement", "awe", "anger", "sadness"] and state["num_processes"] == 1
 
 
-def test_resume_with_other_batch_settings_is_refused(tmp_path, tiny_dataset):
+def test_sigterm_checkpoints_then_resume_matches(tmp_path, tiny_dataset, tiny_recipe):
+    import os
+    import signal
+
+    from emotrain.train import TrainingStopped
+
+    recipe = tiny_recipe("optim.max_steps=4", "run.checkpoint_every=100")
+    straight = train(recipe, tiny_dataset, tmp_path / "straight")
+
+    def kill_at_two(step, total, info):
+        if step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # as a cluster scheduler preempting the job would
+
+    with pytest.raises(TrainingStopped, match="stopped by signal at step 2/4.*--resume latest"):
+        train(recipe, tiny_dataset, tmp_path / "stopped", progress=kill_at_two)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # handlers restored
+    assert [p.name for p in (tmp_path / "stopped" / "checkpoints").iterdir()] == ["checkpoint-2"]
+    resumed = train(recipe, tiny_dataset, tmp_path / "stopped", resume="latest")
+    a, b = _weights(straight), _weights(resumed)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_resume_with_other_batch_settings_is_refused(tmp_path, tiny_dataset, tiny_recipe):
     train(tiny_recipe("optim.max_steps=1"), tiny_dataset, tmp_path / "r")
     with pytest.raises(ValueError, match="global micro-batch of 2; this run has .* and 1"):
         train(tiny_recipe("optim.max_steps=2", "optim.batch_size=1"), tiny_dataset, tmp_path / "r", resume="latest")
 
 
-def test_gradient_checkpointing_gives_the_same_weights(tmp_path, tiny_dataset):
+def test_gradient_checkpointing_gives_the_same_weights(tmp_path, tiny_dataset, tiny_recipe):
     plain = train(tiny_recipe("optim.max_steps=2"), tiny_dataset, tmp_path / "plain")
     ckpt = train(tiny_recipe("optim.max_steps=2", "run.gradient_checkpointing=true"), tiny_dataset, tmp_path / "ckpt")
     a, b = _weights(plain), _weights(ckpt)
@@ -69,7 +89,7 @@ def test_run_folder_outputs(trained_run):
     assert any(k.endswith("polarity.negative.lora_B.weight") for k in keys)
 
 
-def test_ablations_train(tmp_path, tiny_dataset):
+def test_ablations_train(tmp_path, tiny_dataset, tiny_recipe):
     """No L_SEM + no polarity LoRAs + text emotion input; learnable input + MSE L_SEM + no emotion LoRAs."""
     run = train(tiny_recipe("optim.max_steps=1", "loss.semantic=false", "hilora.polarity_loras=false",
                             "emotion_input=text"), tiny_dataset, tmp_path / "a")
@@ -79,6 +99,6 @@ def test_ablations_train(tmp_path, tiny_dataset):
     assert not any(".emotion." in k for k in load_file(str(run / "hilora.safetensors")))
 
 
-def test_fresh_run_into_a_used_folder_is_refused(trained_run, tiny_dataset):
+def test_fresh_run_into_a_used_folder_is_refused(trained_run, tiny_dataset, tiny_recipe):
     with pytest.raises(ValueError, match="already holds a run: continue it with --resume latest"):
         train(tiny_recipe("optim.max_steps=1"), tiny_dataset, trained_run)
