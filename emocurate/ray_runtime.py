@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from typing import Iterator, Mapping, MutableMapping, Optional
 from urllib.parse import urlsplit
 
@@ -108,6 +110,7 @@ def ray_session(
     # The same switch as RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 for this process, where Ray read that variable at import time.
     cluster_mode = ray_constants.ENABLE_RAY_CLUSTER
     ray_constants.ENABLE_RAY_CLUSTER = not local_only and cluster_mode
+    sigterm = signal.getsignal(signal.SIGTERM)  # ray.init installs its own and leaves it after shutdown
     try:
         if address is None:
             ray.init(
@@ -122,4 +125,6 @@ def ray_session(
         if ray.is_initialized():
             ray.shutdown()
         ray_constants.ENABLE_RAY_CLUSTER = cluster_mode
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, sigterm)
         restore(os.environ, previous)

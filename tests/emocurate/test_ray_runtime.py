@@ -1,4 +1,5 @@
 import os
+import signal
 
 import pytest
 
@@ -66,8 +67,10 @@ def test_ray_session_runs_workers_behind_the_guard_and_restores_env(monkeypatch)
     def worker_view():
         return os.environ.get("http_proxy"), os.environ.get("HTTP_PROXY"), ray.util.get_node_ip_address()
 
+    sigterm = signal.getsignal(signal.SIGTERM)
     with ray_session(num_cpus=1):
         http_proxy, HTTP_PROXY, node_ip = ray.get(worker_view.remote())
+    assert signal.getsignal(signal.SIGTERM) is sigterm  # the process is left as it was found
     assert (http_proxy, HTTP_PROXY, node_ip) == (LOOPBACK_PROXY, LOOPBACK_PROXY, "127.0.0.1")
     assert not ray.is_initialized()
     assert "http_proxy" not in os.environ and os.environ["HTTP_PROXY"] == "http://corp-proxy:3128"
