@@ -1,6 +1,6 @@
 """Fetch image URLs fast and politely (asyncio + aiohttp): concurrency and per-host limits, timeouts, retries with
 backoff, robots.txt (rules, Crawl-delay) and X-Robots-Tag, an SSRF guard on every redirect hop, a body cap, and
-decoding (decode.decode_image, in threads) to verify content.
+decoding (decode.verify_image, in threads: JPEGs at 1/8 scale, still every byte entropy-decoded) to verify content.
 
 Why aiohttp: on this project's 2-core machine, against a loopback server of 2,000 JPEGs, aiohttp with 64 connections
 did 558-706 images/s with PIL decode in a thread pool, httpx 141-180 (its pool degrades as concurrency rises).
@@ -21,7 +21,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from emocurate.decode import DEFAULT_MAX_PIXELS, decode_image, sha256_hex
+from emocurate.decode import DEFAULT_MAX_PIXELS, sha256_hex, verify_image
 from emocurate.netguard import AddressGuard, BlockedAddress, GuardedResolver, parse_allow_hosts
 from emocurate.robots import RobotsCache, optout_directive
 
@@ -146,8 +146,7 @@ def parse_retry_after(value: str | None) -> float | None:
 
 def verify(data: bytes, max_pixels: int) -> tuple[str | None, str]:
     """(decode failure reason or None, sha256): runs in the decode thread pool."""
-    decoded = decode_image(data, max_pixels=max_pixels)
-    return decoded.reason, sha256_hex(data)
+    return verify_image(data, max_pixels=max_pixels).reason, sha256_hex(data)
 
 
 class Fetcher:
