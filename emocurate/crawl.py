@@ -72,7 +72,8 @@ class CrawlConfig:
     decode_workers: int = field(default_factory=lambda: min(4, os.cpu_count() or 2))
     """Threads decoding bodies to verify them (PIL releases the GIL while decoding). Default: one per core, at most 4
     (more threads fight the event loop for the GIL; only 2 cores were measured). Measured on
-    2 busy cores, 3,000 JPEGs: 2 threads 306-504 img/s (mean 427), 1 thread 222-521 (mean 320), 4 threads 156-231."""
+    2 busy cores, 3,000 JPEGs: 2 threads 306-504 img/s (mean 427), 1 thread 222-521 (mean 320), 4 threads 156-231
+    (full decode). With verify_image, 2 threads did 800-845 img/s and a process pool of 2 only 560-689 (load 3-4)."""
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Images with more pixels are too_large (decompression-bomb guard)."""
     shard_rows: int = 256
