@@ -76,8 +76,8 @@ def verify_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: in
 
     Same guards and failure reasons as decode_image. A JPEG is decoded at 1/8 scale (libjpeg's DCT scaling: it still
     entropy-decodes every scan, so truncated or corrupt streams fail as in a full decode; on the crawl benchmark's
-    noisy JPEGs 0.46 ms of CPU each against decode_image's 0.91). Other formats are fully loaded. decode_image's mode conversion runs too, on the loaded (for a
-    JPEG, reduced) image, so a conversion failure is caught the same way.
+    noisy JPEGs 0.46 ms of CPU each against decode_image's 0.91). Other formats are fully loaded. decode_image's
+    mode conversion runs too, on the loaded (for a JPEG, reduced) image, so a conversion failure is caught the same way.
     """
     if not data:
         return Verified(False, "empty_file")
