@@ -280,9 +280,10 @@ def train(
             if not accelerator.sync_gradients:
                 continue
             step += 1
-            info = {"loss": loss.item(), "loss_ldm": loss_ldm.item()}
-            if recipe.loss.semantic:
-                info["loss_sem"] = loss_sem.item()
+            # Logged losses are the mean over ranks (a collective every rank reaches), not rank 0's alone.
+            parts = [loss, loss_ldm] + ([loss_sem] if recipe.loss.semantic else [])
+            means = accelerator.reduce(torch.stack([p.detach().float() for p in parts]), "mean").tolist()
+            info = dict(zip(["loss", "loss_ldm", "loss_sem"], means))
             if step % run.log_every == 0 or step == total_steps:
                 accelerator.log({**info, "lr": optim.lr}, step=step)
             if main and progress:
