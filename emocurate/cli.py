@@ -9,43 +9,13 @@ from typing import List, Optional
 
 import typer
 
+from emocurate.console import RichProgress
+
 # Our rich bars show progress; the Hub/transformers tqdm bars ("Loading weights") would only interleave with them.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Curate an emotion-captioned image dataset: ingest -> classify -> caption -> CLIP filter -> publish.")
-
-
-class RichProgress:
-    """`progress(task, advance, total)` as rich bars with count, rate and ETA; a context manager."""
-
-    def __init__(self):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-        from rich.text import Text
-
-        class Rate(ProgressColumn):
-            def render(self, task):
-                return Text(f"{task.speed:.1f}/s" if task.speed else "  -/s", style="cyan")
-
-        self.bars = Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-        self.tasks: dict[str, int] = {}
-
-    def __call__(self, task: str, advance: int = 0, total: Optional[int] = None) -> None:
-        if task not in self.tasks:
-            self.tasks[task] = self.bars.add_task(task, total=total)
-        elif total is not None:
-            self.bars.update(self.tasks[task], total=total)
-        if advance:
-            self.bars.advance(self.tasks[task], advance)
-
-    def __enter__(self):
-        self.bars.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.bars.__exit__(*exc)
 
 
 def _fail(err: Exception) -> None:

@@ -12,6 +12,8 @@ from typing import List, Optional
 
 import typer
 
+from emocurate.console import quiet_libraries
+
 app = typer.Typer(
     help="Fine-tune Stable Diffusion 1.5 the CoEmoGen way and generate emotion-evoking images.",
     no_args_is_help=True,
@@ -45,23 +47,6 @@ def _progress_bar(unit: str, fields: dict):
         *[TextColumn(f"{k} {{task.fields[{k}]}}") for k in fields],
         TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not _is_main_process(),
     )
-
-
-def _quiet_libraries() -> None:
-    """Our bar is the progress display: silence transformers/diffusers loading bars and config chatter."""
-    import warnings
-
-    import datasets
-    import diffusers
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def _log_to_console() -> None:
@@ -105,7 +90,7 @@ def fit(
         parsed = load_recipe(recipe, overrides or [])
     except ConfigError as err:
         _fail(err)
-    _quiet_libraries()
+    quiet_libraries()
     _log_to_console()
     total = max_steps or parsed.optim.max_steps
     bar = _progress_bar("steps", {"loss": 0})
@@ -151,7 +136,7 @@ def generate(
     """Generate images that evoke an emotion (or a mix, or an emotion inside a neutral prompt), plus one grid PNG."""
     from emotrain.generate import generate as run_generate
 
-    _quiet_libraries()
+    quiet_libraries()
     try:
         target = _mix_or_emotion(emotion, mix)
         bar = _progress_bar("img", {})
@@ -178,7 +163,7 @@ def export(
     """Export one emotion as a standard LoRA (polarity + emotion adapters, Eq. 3) and a textual-inversion embedding."""
     from emotrain.export_run import export_run
 
-    _quiet_libraries()
+    quiet_libraries()
     try:
         paths = export_run(model, _mix_or_emotion(emotion, mix), out, fmt, token, num_vectors)
     except (OSError, ValueError) as err:

@@ -10,56 +10,9 @@ from typing import List, Optional
 
 import typer
 
+from emocurate.console import RichProgress, quiet_libraries
+
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-
-
-class RichProgress:
-    """`progress(task, advance=0, total=None)` as rich bars with count, rate and ETA; a context manager."""
-
-    def __init__(self):
-        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
-                                   TimeElapsedColumn, TimeRemainingColumn)
-        from rich.text import Text
-
-        class Rate(ProgressColumn):
-            def render(self, task):
-                return Text(f"{task.speed:.1f} img/s" if task.speed else "  - img/s", style="cyan")
-
-        self.bars = Progress(TextColumn("{task.description:>16}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                             TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
-        self.tasks: dict[str, int] = {}
-
-    def __call__(self, task: str, advance: int = 0, total: Optional[int] = None) -> None:
-        if task not in self.tasks:
-            self.tasks[task] = self.bars.add_task(task, total=total)
-        elif total is not None:
-            self.bars.update(self.tasks[task], total=total)
-        if advance:
-            self.bars.advance(self.tasks[task], advance)
-
-    def __enter__(self):
-        self.bars.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self.bars.__exit__(*exc)
-
-
-def _quiet_libraries() -> None:
-    """Our bars are the progress display: silence transformers/diffusers/datasets loading bars and deprecation chatter."""
-    import warnings
-
-    import datasets
-    import diffusers
-    import transformers
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    diffusers.utils.logging.set_verbosity_error()
-    diffusers.utils.logging.disable_progress_bar()
-    datasets.disable_progress_bars()
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def _fail(err: Exception) -> None:
@@ -139,9 +92,9 @@ def eval_command(
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(err)
     generation = None
-    _quiet_libraries()
+    quiet_libraries()
     try:
-        with RichProgress() as progress:
+        with RichProgress(unit="img", label_width=16) as progress:
             if model is not None or baseline is not None:
                 wanted = check_emotions(emotions.split(",")) if emotions else _real_emotions(cfg)
                 folders, generation = generate_images(out, wanted, settings, model=model,
