@@ -44,10 +44,14 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE) -> Decoded:
-    """Decode `data` fully and normalise it to 8-bit RGB; never raises for bad input."""
+def _load(data: bytes, max_pixels: int, max_side: int, reduced: bool):
+    """Open and load pixels behind the bomb and size guards: (image, None, format, w, h) or (None, reason, format, w, h).
+
+    `reduced` decodes a JPEG at 1/8 scale (libjpeg's DCT scaling still entropy-decodes every scan, so a truncated or
+    corrupt stream fails as in a full decode)."""
     if not data:
-        return Decoded(None, "empty_file")
+        return None, "empty_file", None, None, None
+    fmt = w = h = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -55,14 +59,24 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: in
             fmt = img.format
             w, h = img.size
             if w * h > max_pixels or max(w, h) > max_side:
-                return Decoded(None, f"too_large: {w}x{h} exceeds max_pixels={max_pixels} / max_side={max_side}", fmt)
+                return None, f"too_large: {w}x{h} exceeds max_pixels={max_pixels} / max_side={max_side}", fmt, w, h
+            if reduced and fmt == "JPEG":
+                img.draft("RGB", (max(1, w // 8), max(1, h // 8)))  # before load(): picks the 1/8 (or nearest) scale
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        return Decoded(None, f"too_large: decompression bomb ({err})")
+        return None, f"too_large: decompression bomb ({err})", fmt, w, h
     except Image.UnidentifiedImageError:
-        return Decoded(None, "not_an_image: content is not a decodable image")
+        return None, "not_an_image: content is not a decodable image", None, None, None
     except (OSError, ValueError, SyntaxError, EOFError) as err:  # truncated or corrupt streams
-        return Decoded(None, f"corrupt: {type(err).__name__}: {err}")
+        return None, f"corrupt: {type(err).__name__}: {err}", fmt, w, h
+    return img, None, fmt, w, h
+
+
+def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE) -> Decoded:
+    """Decode `data` fully and normalise it to 8-bit RGB; never raises for bad input."""
+    img, reason, fmt, _, _ = _load(data, max_pixels, max_side, reduced=False)
+    if img is None:
+        return Decoded(None, reason, fmt)
     mode = img.mode
     try:
         rgb = to_rgb(ImageOps.exif_transpose(img))
@@ -74,31 +88,13 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: in
 def verify_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, max_side: int = DEFAULT_MAX_SIDE) -> Verified:
     """Prove `data` is a complete, decodable image without building the full-size RGB image; never raises for bad input.
 
-    Same guards and failure reasons as decode_image. A JPEG is decoded at 1/8 scale (libjpeg's DCT scaling: it still
-    entropy-decodes every scan, so truncated or corrupt streams fail as in a full decode; on the crawl benchmark's
-    noisy JPEGs 0.46 ms of CPU each against decode_image's 0.91). Other formats are fully loaded. decode_image's
-    mode conversion runs too, on the loaded (for a JPEG, reduced) image, so a conversion failure is caught the same way.
+    Same guards and failure reasons as decode_image. A JPEG is decoded at 1/8 scale (on the crawl benchmark's noisy
+    JPEGs 0.46 ms of CPU each against decode_image's 0.91). Other formats are fully loaded. decode_image's mode
+    conversion runs too, on the loaded (for a JPEG, reduced) image, so a conversion failure is caught the same way.
     """
-    if not data:
-        return Verified(False, "empty_file")
-    fmt = w = h = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            fmt = img.format
-            w, h = img.size
-            if w * h > max_pixels or max(w, h) > max_side:
-                return Verified(False, f"too_large: {w}x{h} exceeds max_pixels={max_pixels} / max_side={max_side}", w, h, fmt)
-            if fmt == "JPEG":
-                img.draft("RGB", (max(1, w // 8), max(1, h // 8)))  # before load(): picks the 1/8 (or nearest) scale
-            img.load()
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        return Verified(False, f"too_large: decompression bomb ({err})", w, h, fmt)
-    except Image.UnidentifiedImageError:
-        return Verified(False, "not_an_image: content is not a decodable image")
-    except (OSError, ValueError, SyntaxError, EOFError) as err:  # truncated or corrupt streams
-        return Verified(False, f"corrupt: {type(err).__name__}: {err}", w, h, fmt)
+    img, reason, fmt, w, h = _load(data, max_pixels, max_side, reduced=True)
+    if img is None:
+        return Verified(False, reason, w, h, fmt)
     try:
         to_rgb(ImageOps.exif_transpose(img))
     except (OSError, ValueError) as err:
