@@ -1,6 +1,7 @@
 """The local executor's model stages on several devices (two CPU worker processes) against the one-process build."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -70,6 +71,18 @@ def test_two_cpu_workers_give_the_records_of_one_process(inputs, tmp_path, monke
     on_workers.clear()
     again = pipeline.build(load_recipe(DEMO, overrides(inputs, *ON_DEVICES, "devices=[cpu,cpu]")), two, publish=False)
     assert on_workers == [] and again["stages"]["classify"]["items"] == 0
+
+    # a one-process run stopped after classify resumes on the workers: classify is not redone, the records are the same
+    mixed = tmp_path / "mixed"
+    shutil.copytree(one, mixed)
+    for stage in ("caption", "clipscore"):
+        shutil.rmtree(mixed / "shards" / stage)
+    (mixed / "records.parquet").unlink()
+    stamp = (mixed / "shards" / "classify" / "00000.done").stat().st_mtime_ns
+    pipeline.build(load_recipe(DEMO, overrides(inputs, *ON_DEVICES, "devices=[cpu,cpu]")), mixed, publish=False)
+    assert {stage for stage, _ in on_workers} == {"caption", "clip_filter"}
+    assert (mixed / "shards" / "classify" / "00000.done").stat().st_mtime_ns == stamp
+    assert pq.read_table(mixed / "records.parquet").to_pylist() == a.to_pylist()
 
 
 def test_bad_devices_are_config_errors_before_any_work(inputs, tmp_path):
