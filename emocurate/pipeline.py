@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional, Sequence
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from emocurate import shards
 from emocurate.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, NOT_SCORED, classify_schema, decide
+from emocurate.device_workers import DevicePool, on_device, resolve_devices, spreads
 from emocurate.ingest import INGEST_SCHEMA, META_COLUMNS, ingest_shard
 from emocurate.progress import no_progress
 from emocurate.publish_run import publish_records
@@ -82,25 +83,35 @@ def _rows_with_bytes(run_dir: Path, shard: int, keys: pa.Table) -> pa.Table:
 
 
 class _Models:
-    """Loads each stage's model on first use and records what was loaded in RUN/models.json (for provenance)."""
+    """Loads each stage's model on first use and records what was loaded in RUN/models.json (for provenance).
 
-    def __init__(self, recipe: CurateRecipe, run_dir: Path):
-        self.recipe, self.run_dir, self.loaded = recipe, run_dir, {}
+    With several `devices` (device_workers.py), a stage whose `device` is auto runs on one worker process per device
+    instead; with one, it loads on that device here."""
+
+    def __init__(self, recipe: CurateRecipe, run_dir: Path, devices: Sequence[str] = ()):
+        self.recipe, self.run_dir, self.loaded, self.devices = recipe, run_dir, {}, list(devices)
         self.load_s: dict[str, float] = {}  # stage -> seconds spent loading its model
         path = run_dir / "models.json"
         self.info = json.loads(path.read_text()) if path.exists() else {}
+        self.pool = DevicePool(recipe, run_dir, self.devices) if len(self.devices) > 1 else None
 
     def _note(self, stage: str, model, started: float, **extra) -> None:
         self.load_s[stage] = time.perf_counter() - started
         self.info[stage] = {"backend": model.backend, "model": model.model_id, "revision": model.revision, **extra}
         shards.write_json_atomic(self.run_dir / "models.json", self.info)
 
+    def _cfg(self, stage: str):
+        """The stage's config, moved to the one listed device when `devices` names exactly one."""
+        if len(self.devices) == 1 and spreads(self.recipe, stage):
+            return getattr(on_device(self.recipe, stage, self.devices[0]), stage)
+        return getattr(self.recipe, stage)
+
     def classifier(self):
         if "classify" not in self.loaded:
             from emocurate.classify import load_classifier
 
             started = time.perf_counter()
-            model = load_classifier(self.recipe.classify, classifier_emotions(self.run_dir))
+            model = load_classifier(self._cfg("classify"), classifier_emotions(self.run_dir))
             self.loaded["classify"] = model
             self._note("classify", model, started, emotions=list(model.emotions))
         return self.loaded["classify"]
@@ -110,7 +121,7 @@ class _Models:
             from emocurate.caption import load_captioner
 
             started = time.perf_counter()
-            model = load_captioner(self.recipe.caption)
+            model = load_captioner(self._cfg("caption"))
             self.loaded["caption"] = model
             self._note("caption", model, started, prompt=model.prompt_text("{emotion}"))
         return self.loaded["caption"]
@@ -120,19 +131,46 @@ class _Models:
             from emocurate.clipscore import load_scorer
 
             started = time.perf_counter()
-            model = load_scorer(self.recipe.clip_filter)
+            model = load_scorer(self._cfg("clip_filter"))
             self.loaded["clip_filter"] = model
             self._note("clip_filter", model, started)
         return self.loaded["clip_filter"]
 
+    def on_workers(self, stage: str, todo: dict[int, pa.Table], tick) -> Iterator[tuple[int, pa.Table]]:
+        """(shard, result table) per shard of `todo`, computed by the device workers; provenance noted as they report."""
+        self.load_s[stage] = 0.0  # workers load in parallel: the longest load counts
+        for shard, table, info, load_s in self.pool.run(stage, todo):
+            if self.info.get(stage) != info:
+                self.info[stage] = info
+                shards.write_json_atomic(self.run_dir / "models.json", self.info)
+            self.load_s[stage] = max(self.load_s[stage], load_s)
+            tick(table.num_rows)
+            yield shard, table
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
+
+def _stage_results(stage: str, run_dir: Path, recipe: CurateRecipe, todo: dict[int, pa.Table], models: _Models,
+                   tick) -> Iterator[tuple[int, pa.Table]]:
+    """(shard, result table) for each shard of `todo` (shard -> key table), here or on the device workers."""
+    if models.pool is not None and spreads(recipe, stage):
+        yield from models.on_workers(stage, todo, tick)
+        return
+    run, model = {"classify": (classify_shard, models.classifier), "caption": (caption_shard, models.captioner),
+                  "clip_filter": (clipscore_shard, models.scorer)}[stage]
+    for s, keys in sorted(todo.items()):
+        rows = _rows_with_bytes(run_dir, s, keys)
+        yield s, run(rows, model(), getattr(recipe, stage).batch_size, tick)
+
 
 def classify_all(run_dir: Path, recipe: CurateRecipe, meta: pa.Table, n: int, models: _Models, progress) -> int:
-    todo = {s: ids for s, ids in enumerate(_first_new_ids(meta, n)) if ids and not shards.is_done(run_dir, "classify", s)}
-    total = sum(map(len, todo.values()))
+    todo = {s: pa.table({"id": ids}) for s, ids in enumerate(_first_new_ids(meta, n))
+            if ids and not shards.is_done(run_dir, "classify", s)}
+    total = sum(t.num_rows for t in todo.values())
     progress("classify", 0, total)
-    for s, ids in todo.items():
-        rows = _rows_with_bytes(run_dir, s, pa.table({"id": ids}))
-        table = classify_shard(rows, models.classifier(), recipe.classify.batch_size, lambda k: progress("classify", k))
+    for s, table in _stage_results("classify", run_dir, recipe, todo, models, lambda k: progress("classify", k)):
         shards.write_shard(run_dir, "classify", s, table)
     return total
 
@@ -166,9 +204,7 @@ def caption_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models: 
     todo = _pending(records, "caption", "emotion")
     total = sum(t.num_rows for t in todo.values())
     progress("caption", 0, total)
-    for s, keys in sorted(todo.items()):
-        rows = _rows_with_bytes(run_dir, s, keys)
-        table = caption_shard(rows, models.captioner(), recipe.caption.batch_size, lambda k: progress("caption", k))
+    for s, table in _stage_results("caption", run_dir, recipe, todo, models, lambda k: progress("caption", k)):
         _merge_into_shard(run_dir, "caption", s, table, ["id", "caption_emotion"], CAPTION_SCHEMA)
     return total
 
@@ -177,9 +213,7 @@ def clipscore_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models
     todo = _pending(records, "clip_filter", "caption", NOT_SCORED)
     total = sum(t.num_rows for t in todo.values())
     progress("clip_score", 0, total)
-    for s, keys in sorted(todo.items()):
-        rows = _rows_with_bytes(run_dir, s, keys)
-        table = clipscore_shard(rows, models.scorer(), recipe.clip_filter.batch_size, lambda k: progress("clip_score", k))
+    for s, table in _stage_results("clip_filter", run_dir, recipe, todo, models, lambda k: progress("clip_score", k)):
         _merge_into_shard(run_dir, "clipscore", s, table, ["id", "caption"], CLIPSCORE_SCHEMA)
     return total
 
@@ -206,9 +240,10 @@ def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, crawl_cfg=No
     Returns a summary with, per stage, the items it processed in this call, its seconds and its model-loading seconds."""
     progress = progress or no_progress
     run_dir = Path(run_dir)
+    devices = resolve_devices(recipe.devices)  # a device this machine lacks fails here, before any work
     prepare_run(run_dir, recipe)
     stages: dict[str, dict] = {}
-    models = _Models(recipe, run_dir)
+    models = _Models(recipe, run_dir, devices)
 
     def timed(name, fn, *args):
         start = time.perf_counter()
@@ -224,9 +259,12 @@ def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, crawl_cfg=No
         raise ValueError(f"the sources {recipe.sources} gave no items: nothing to curate")
     meta = shards.read_stage(run_dir, "ingest", n, META_COLUMNS)
     stages["ingest"]["items"] = meta.num_rows
-    timed("classify", classify_all, run_dir, recipe, meta, n, models, progress)
-    timed("caption", caption_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
-    timed("clip_score", clipscore_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
+    try:
+        timed("classify", classify_all, run_dir, recipe, meta, n, models, progress)
+        timed("caption", caption_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
+        timed("clip_score", clipscore_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
+    finally:
+        models.close()  # ends the device workers, if any
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
     dataset, why_not = timed("publish", publish_records, run_dir, recipe, records) if publish else (None, "--no-publish")

@@ -5,6 +5,7 @@ Loaded from YAML with `emocurate.config.load(CurateRecipe, path, overrides)`; it
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
@@ -19,6 +20,8 @@ from emocurate.emotions import EMOTIONS, check_emotions
 from emocurate.ray_executor import RayConfig
 from emocurate.publish import PublishConfig
 
+
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
 
 DECISION_KEYS = (
     "emotions",
@@ -47,6 +50,11 @@ class CurateRecipe:
     max_image_side: int = DEFAULT_MAX_SIDE
     decode_workers: int = 4
     """Threads that decode images at ingest to check them (Pillow releases the GIL while decoding)."""
+    devices: list[str] = field(default_factory=lambda: ["auto"])
+    """Where the local executor runs the model stages whose own `device` is auto. `auto`: one worker process per visible
+    CUDA device when there are several, each holding its own copy of the model; otherwise all in this process, as before.
+    Or a list such as [cuda:0, cuda:1] (a device may repeat: [cpu, cpu] runs two CPU workers). `--executor ray` places
+    stages by `ray:` instead."""
     dedup: bool = True
     """Drop later copies of byte-identical files (same sha256) as `dedup`."""
     apply_min_confidence_to_labelled: bool = False
@@ -75,6 +83,13 @@ class CurateRecipe:
             raise ValueError(f"shard_size must be >= 1; got {self.shard_size}")
         if self.decode_workers < 1:
             raise ValueError(f"decode_workers must be >= 1; got {self.decode_workers}")
+        if self.devices != ["auto"]:
+            if not self.devices:
+                raise ValueError("devices is empty: use devices=auto, or list devices, e.g. devices=[cuda:0,cuda:1]")
+            for device in self.devices:
+                if not isinstance(device, str) or not _DEVICE.match(device):
+                    raise ValueError(f"devices must be auto or a list of cpu, cuda, cuda:N, mps (e.g. [cuda:0, cuda:1]); "
+                                     f"got {device!r} in {self.devices}")
         if self.max_image_pixels < 1 or self.max_image_side < 1:
             raise ValueError("max_image_pixels and max_image_side must be >= 1")
 
