@@ -101,6 +101,11 @@ def clip_histograms(scores: dict[str, dict[str, list[float]]], cuts: dict[str, f
         ax.tick_params(labelsize=7)
         if everything:
             ax.legend(fontsize=6, frameon=False, loc="upper left")
+        else:  # an emotion of the dataset with nothing scored: say so rather than draw empty axes
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.text(0.5, 0.5, "no CLIP-scored records", ha="center", va="center", fontsize=8, color="grey",
+                    transform=ax.transAxes)
     for ax in list(axes.flat)[len(emotions):]:
         ax.set_axis_off()
     return _save(fig, path)
