@@ -20,7 +20,15 @@ from emocurate import figures
 if TYPE_CHECKING:
     from emocurate.publish import Provenance, PublishConfig
 
-CARD_TEMPLATE = Path(__file__).resolve().parents[1] / "cards" / "dataset_card.md.j2"
+def _card_template() -> Path:
+    """`cards/dataset_card.md.j2`: in a checkout (editable install) beside the package; in a wheel, packaged as
+    `emocurate/cards/` (pyproject maps the repo's `cards/` folder there)."""
+    checkout = Path(__file__).resolve().parents[1] / "cards" / "dataset_card.md.j2"
+    packaged = Path(__file__).resolve().parent / "cards" / "dataset_card.md.j2"
+    return checkout if checkout.exists() else packaged
+
+
+CARD_TEMPLATE = _card_template()
 SECRET_KEY_RE = re.compile(r"token|secret|password|passwd|api[_-]?key|credential", re.IGNORECASE)
 SIZE_CATEGORIES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B")]
