@@ -118,11 +118,6 @@ def main() -> None:
     runs = [("fid (cold: real + generated)", "fid", 2 * images), ("fid (real stats cached)", "fid", images),
             ("lpips (pairs)", "lpips", 2 * args.n), ("emo_a (zero-shot CLIP-L)", "emo_a", images),
             ("sem_c (2 x ResNet-50)", "sem_c", images), ("sem_d (CLIP-L)", "sem_d", images)]
-    try:
-        import emocurate.classify  # noqa: F401
-    except ImportError:
-        runs = [r for r in runs if r[1] != "emo_a"]
-        print("emo_a skipped: emocurate.classify is not in this build")
     # each run includes loading its backbone (seconds), so small --n understates the steady rate
     for label, metrics, items in runs:
         cfg = load(EvalConfig, None, common + [f"metrics=[{metrics}]", "report.paper_reference=false"])

@@ -138,6 +138,12 @@ def load_captioner(cfg: CaptionConfig) -> Captioner:
     return OpenAICaptioner(cfg)
 
 
+def check_one_emotion_per_image(images: list, emotions: list) -> None:
+    """Every backend's `caption()` contract: one emotion (or None) per image."""
+    if len(images) != len(emotions):
+        raise ValueError(f"caption() needs one emotion (or None) per image; got {len(images)} and {len(emotions)}")
+
+
 def prompt_text(prompt: str, emotion: str | None) -> str:
     """The prompt `prompt` (a PROMPTS name) for one image; emotion-prior prompts need an emotion."""
     template = PROMPTS[prompt]

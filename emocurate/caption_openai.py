@@ -18,7 +18,7 @@ import os
 import random
 import time
 
-from emocurate.caption import CaptionConfig, CaptionResult, downscale, finish, prompt_text
+from emocurate.caption import CaptionConfig, CaptionResult, check_one_emotion_per_image, downscale, finish, prompt_text
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,7 @@ class OpenAICaptioner:
         return prompt_text(self.cfg.prompt, emotion)
 
     def caption(self, images: list, emotions: list[str | None]) -> list[CaptionResult]:
-        if len(images) != len(emotions):
-            raise ValueError(f"caption() needs one emotion (or None) per image; got {len(images)} and {len(emotions)}")
+        check_one_emotion_per_image(images, emotions)
         work = lambda: asyncio.run(self._caption_all(images, emotions))  # noqa: E731
         try:
             asyncio.get_running_loop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from emocurate.caption import CaptionConfig, CaptionResult, downscale, finish, prompt_text
+from emocurate.caption import CaptionConfig, CaptionResult, check_one_emotion_per_image, downscale, finish, prompt_text
 from emocurate.loading import batched, commit_hash, pick_device, pick_dtype
 from emocurate.tiny import resolve
 
@@ -39,8 +39,7 @@ class TransformersCaptioner:
         return prompt_text(self.cfg.prompt, emotion)
 
     def caption(self, images: list, emotions: list[str | None]) -> list[CaptionResult]:
-        if len(images) != len(emotions):
-            raise ValueError(f"caption() needs one emotion (or None) per image; got {len(images)} and {len(emotions)}")
+        check_one_emotion_per_image(images, emotions)
         results: list[CaptionResult | None] = [None] * len(images)
         todo = []  # (index, image, chat text)
         for i, (image, emotion) in enumerate(zip(images, emotions)):

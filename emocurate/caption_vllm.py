@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from emocurate.caption import CaptionConfig, CaptionResult, downscale, finish, prompt_text
+from emocurate.caption import CaptionConfig, CaptionResult, check_one_emotion_per_image, downscale, finish, prompt_text
 from emocurate.loading import commit_hash
 from emocurate.tiny import resolve
 
@@ -55,8 +55,7 @@ class VLLMCaptioner:
 
     def caption(self, images: list, emotions: list[str | None]) -> list[CaptionResult]:
         """All images go to the engine at once; vLLM batches them itself (continuous batching)."""
-        if len(images) != len(emotions):
-            raise ValueError(f"caption() needs one emotion (or None) per image; got {len(images)} and {len(emotions)}")
+        check_one_emotion_per_image(images, emotions)
         results: list[CaptionResult | None] = [None] * len(images)
         todo, chats = [], []
         for i, (image, emotion) in enumerate(zip(images, emotions)):

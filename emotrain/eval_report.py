@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from emocurate.emotions import EMOTIONS
 from emotrain.eval_config import ReportConfig
 
 # (key in results, column title, format, is a fraction shown as %)

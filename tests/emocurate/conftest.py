@@ -68,3 +68,13 @@ def image_folder(tmp_path):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
     return root
+
+
+def write_mixed_inputs(root):
+    """Nine files for three shards of 3: labelled and unlabelled photos, a byte-identical copy, a truncated file."""
+    files = {"awe/a.jpg": jpeg(1), "fear/f.jpg": jpeg(2), "misc/copy.jpg": jpeg(1),
+             "misc/truncated.jpg": bad_files()["truncated.jpg"], **{f"misc/x{i}.jpg": jpeg(10 + i) for i in range(5)}}
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return root

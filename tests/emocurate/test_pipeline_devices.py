@@ -10,7 +10,7 @@ import pytest
 from emocurate import device_workers, pipeline
 from emocurate.config import ConfigError
 from emocurate.recipe import load_recipe
-from tests.emocurate.conftest import bad_files, jpeg
+from tests.emocurate.conftest import write_mixed_inputs
 
 ROOT = Path(__file__).parents[2]
 DEMO = ROOT / "recipes" / "curate" / "demo.yaml"
@@ -25,13 +25,7 @@ def overrides(folder, *extra):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Nine files in three shards: labelled and unlabelled photos, a byte-identical copy, a bad file."""
-    root = tmp_path_factory.mktemp("device-inputs")
-    files = {"awe/a.jpg": jpeg(1), "fear/f.jpg": jpeg(2), "misc/copy.jpg": jpeg(1), "misc/truncated.jpg": bad_files()["truncated.jpg"],
-             **{f"misc/x{i}.jpg": jpeg(10 + i) for i in range(5)}}
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    return root
+    return write_mixed_inputs(tmp_path_factory.mktemp("device-inputs"))
 
 
 def shard_tables(run: Path) -> dict:

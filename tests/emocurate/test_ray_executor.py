@@ -17,7 +17,7 @@ from emocurate import pipeline, ray_executor  # noqa: E402
 from emocurate.config import ConfigError  # noqa: E402
 from emocurate.ray_executor import RayStageConfig, stage_placement  # noqa: E402
 from emocurate.recipe import load_recipe  # noqa: E402
-from tests.emocurate.conftest import bad_files, jpeg  # noqa: E402
+from tests.emocurate.conftest import write_mixed_inputs  # noqa: E402
 
 ROOT = Path(__file__).parents[2]
 DEMO = ROOT / "recipes" / "curate" / "demo.yaml"
@@ -31,13 +31,7 @@ def overrides(folder):
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     """Nine files in three shards: labelled and unlabelled photos, a byte-identical copy, a bad file."""
-    root = tmp_path_factory.mktemp("ray-inputs")
-    files = {"awe/a.jpg": jpeg(1), "fear/f.jpg": jpeg(2), "misc/copy.jpg": jpeg(1), "misc/truncated.jpg": bad_files()["truncated.jpg"],
-             **{f"misc/x{i}.jpg": jpeg(10 + i) for i in range(5)}}
-    for rel, data in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_bytes(data)
-    return root
+    return write_mixed_inputs(tmp_path_factory.mktemp("ray-inputs"))
 
 
 @pytest.fixture(scope="module")

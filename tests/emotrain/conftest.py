@@ -103,3 +103,16 @@ def trained_run(tmp_path_factory, tiny_dataset):
     out = tmp_path_factory.mktemp("runs") / "run"
     train(_tiny_recipe("run.samples_per_emotion=2", "run.validate_every=4", "optim.max_steps=4"), tiny_dataset, out)
     return out
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """Random weight files in the real formats (clean-fid Inception, torchvision AlexNet, CSAIL Places365)."""
+    from tests.emotrain.eval_weights import write_alexnet, write_places, write_tiny_inception
+
+    root = tmp_path_factory.mktemp("weights")
+    return {
+        "inception": write_tiny_inception(root / "inception.pt"),
+        "alexnet": write_alexnet(root / "alexnet.pth"),
+        "places": write_places(root / "places.pth.tar"),
+    }

@@ -10,19 +10,9 @@ from emocurate.config import load
 from emotrain.eval_config import EvalConfig
 from emotrain.evaluate import check_weights, evaluate, find_images
 
-from tests.emotrain.eval_weights import noise_images, solid_images, write_alexnet, write_places, write_tiny_inception
+from tests.emotrain.eval_weights import noise_images, solid_images
 
 EMOTIONS = ("amusement", "fear")
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("weights")
-    return {
-        "inception": write_tiny_inception(root / "inception.pt"),
-        "alexnet": write_alexnet(root / "alexnet.pth"),
-        "places": write_places(root / "places.pth.tar"),
-    }
 
 
 @pytest.fixture(scope="module")

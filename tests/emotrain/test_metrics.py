@@ -12,17 +12,7 @@ from emotrain.metrics.images import list_images
 from emotrain.metrics.pairs import sample_pairs
 from emotrain.metrics.semantic_diversity import semantic_diversity
 
-from tests.emotrain.eval_weights import noise_images, write_alexnet, write_places, write_tiny_inception
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    root = tmp_path_factory.mktemp("weights")
-    return {
-        "inception": write_tiny_inception(root / "inception.pt"),
-        "alexnet": write_alexnet(root / "alexnet.pth"),
-        "places": write_places(root / "places.pth.tar"),
-    }
+from tests.emotrain.eval_weights import noise_images
 
 
 @pytest.fixture(scope="module")
