@@ -87,8 +87,8 @@ def serve(folder: str, port_queue: mp.Queue) -> None:
 def crawl_worker(urls: str, state: str, concurrency: int) -> None:
     """Subprocess body for our side: consume the urls: source to the end, print counts and the inner time as JSON."""
     sys.path.insert(0, str(REPO))
-    from emocurate.crawl import CrawlConfig
-    from emocurate.urls import iter_urls
+    from emocurate.crawl.fetch import CrawlConfig
+    from emocurate.sources.urls import iter_urls
 
     cfg = CrawlConfig(concurrency=concurrency, per_host=concurrency, allow_hosts=["127.0.0.1"], retries=0)
     start = time.perf_counter()

@@ -44,7 +44,7 @@ def build_mid_clip(folder: Path) -> str:
     import torch
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from emocurate.tiny import clip_tokenizer
+    from emocurate.core.tiny import clip_tokenizer
 
     torch.manual_seed(0)
     tokenizer = clip_tokenizer()
@@ -77,8 +77,10 @@ def clip_stage_vs_bare(run: Path, recipe, repeats: int) -> tuple[float, float, i
     import pyarrow as pa
     import torch
 
-    from emocurate import pipeline, shard_stages, shards
-    from emocurate.clipscore import load_scorer
+    from emocurate.run import driver as pipeline
+    from emocurate.stages import per_shard as shard_stages
+    from emocurate.store import shards
+    from emocurate.stages.clip_filter import load_scorer
 
     scorer = load_scorer(recipe.clip_filter)
     batch = recipe.clip_filter.batch_size
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
 
         torch.set_num_threads(args.threads)
 
-    from emocurate import pipeline
+    from emocurate.run import driver as pipeline
     from emocurate.recipe import load_recipe
 
     work = Path(tempfile.mkdtemp(prefix="curate-bench-"))
@@ -156,7 +158,7 @@ def main(argv=None) -> int:
         if name == "local":
             summary = pipeline.build(recipe, run, publish=False)
         elif name == "ray":
-            from emocurate.ray_executor import build as ray_build
+            from emocurate.executors.ray import build as ray_build
 
             summary = ray_build(recipe, run, publish=False)
         else:

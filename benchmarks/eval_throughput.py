@@ -23,7 +23,7 @@ def build_weights(root: Path) -> dict:
     from torch import nn
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
-    from emocurate.tiny import clip_tokenizer
+    from emocurate.core.tiny import clip_tokenizer
 
     root.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -98,9 +98,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("/tmp/eval-bench"))
     args = parser.parse_args()
 
-    from emocurate.config import load
-    from emotrain.eval_config import EvalConfig
-    from emotrain.evaluate import evaluate
+    from emocurate.core.config import load
+    from emotrain.eval.config import EvalConfig
+    from emotrain.eval.evaluate import evaluate
 
     t0 = time.perf_counter()
     weights = build_weights(args.out / "weights")

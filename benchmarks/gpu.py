@@ -121,7 +121,7 @@ def train_step_fn(unet, params, device, dtype, batch: int, route=None):
 
 def bench_hilora(device, dtype, tiny: bool, batch: int, steps: int, sync) -> dict:
     """Steps/s of HiLoRA (8 emotion + 2 polarity rank-4 LoRAs, a batch of mixed emotions) on the frozen UNet."""
-    from emotrain.hilora import add_hilora, hilora_parameters, one_hot_weights, set_routing
+    from emotrain.model.hilora import add_hilora, hilora_parameters, one_hot_weights, set_routing
 
     unet = build_unet(device, dtype, tiny)
     add_hilora(unet, ROUTED_EMOTIONS, rank=4)

@@ -55,7 +55,7 @@ class Variant:
 def make_variants(base, emotions, rank):
     from peft import LoraConfig
 
-    from emotrain.hilora import add_hilora, hilora_parameters, one_hot_weights, set_routing
+    from emotrain.model.hilora import add_hilora, hilora_parameters, one_hot_weights, set_routing
 
     base.requires_grad_(False)
     hi = copy.deepcopy(base)
@@ -100,7 +100,7 @@ def timed(v, batch, amp_dtype, device, clock):
 
 
 def main(argv=None):
-    from emocurate.emotions import EMOTIONS
+    from emocurate.core.emotions import EMOTIONS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="SD 1.5 UNet, 64x64 latents, bf16, CUDA")

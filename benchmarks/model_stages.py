@@ -70,10 +70,10 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     args = parser.parse_args()
 
-    from emocurate.caption import CaptionConfig, load_captioner
-    from emocurate.classify import ClassifyConfig, load_classifier
-    from emocurate.clipscore import ClipFilterConfig, load_scorer
-    from emocurate.emotions import EMOTIONS
+    from emocurate.stages.caption.contract import CaptionConfig, load_captioner
+    from emocurate.stages.classify import ClassifyConfig, load_classifier
+    from emocurate.stages.clip_filter import ClipFilterConfig, load_scorer
+    from emocurate.core.emotions import EMOTIONS
 
     n = args.images
     images = photos(n)

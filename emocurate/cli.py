@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from emocurate.console import RichProgress
+from emocurate.core.console import RichProgress
 
 # Our rich bars show progress; the Hub/transformers tqdm bars ("Loading weights") would only interleave with them.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -47,7 +47,7 @@ def build(
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides: key=value (e.g. classify.min_confidence=0.8)."),
 ):
     """Run (or resume) the whole pipeline into RUN; finished shards are never redone."""
-    from emocurate.config import ConfigError
+    from emocurate.core.config import ConfigError
     from emocurate.recipe import load_recipe
 
     items = list(overrides or [])
@@ -72,11 +72,11 @@ def build(
     if executor == "ray":
         from functools import partial
 
-        from emocurate.ray_executor import build as ray_build
+        from emocurate.executors.ray import build as ray_build
 
         run_build = partial(ray_build, address=ray_address, allow_network=ray_allow_network)
     else:
-        from emocurate.pipeline import build as run_build
+        from emocurate.run.driver import build as run_build
 
     try:
         with RichProgress() as progress:
@@ -99,7 +99,7 @@ def _print_summary(summary: dict, out: Path) -> None:
         items = f"{st['items']} items, " if st.get("items") is not None else ""
         console.print(f"  {name:>10}: {items}{st['seconds']:.1f} s{load}{rate}")
     if (out / "crawl").is_dir():
-        from emocurate.crawl_state import summary as crawl_summary
+        from emocurate.crawl.state import summary as crawl_summary
 
         counts = crawl_summary(out / "crawl")
         console.print("  fetch status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
@@ -112,7 +112,7 @@ def _print_summary(summary: dict, out: Path) -> None:
 def status(run: Path = typer.Argument(..., help="Run folder."), as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Counts per stage x emotion, drops by stage and errors by reason (a duckdb view over RUN/records.parquet)."""
     from emocurate.recipe import load_recipe
-    from emocurate.status import run_status
+    from emocurate.run.status import run_status
 
     try:
         emotions = load_recipe(run / "recipe.yaml").emotions if (run / "recipe.yaml").exists() else None
@@ -158,8 +158,8 @@ def refilter(
     no_publish: bool = typer.Option(False, "--no-publish", help="Only rewrite records.parquet."),
 ):
     """Re-apply thresholds to stored scores (no model runs); rewrites records.parquet and dataset/."""
-    from emocurate.config import ConfigError
-    from emocurate.pipeline import refilter as run_refilter
+    from emocurate.core.config import ConfigError
+    from emocurate.run.driver import refilter as run_refilter
 
     try:
         summary = run_refilter(run, list(set_), publish=not no_publish)
@@ -175,7 +175,7 @@ def push(
     private: bool = typer.Option(False, "--private", help="Create the repo private."),
 ):
     """Upload RUN/dataset/ to the Hub (token from HF_TOKEN or `hf auth login`)."""
-    from emocurate.publish_run import push_run
+    from emocurate.run.publish import push_run
 
     try:
         url = push_run(run, repo, private)
@@ -202,9 +202,9 @@ def train_classifier(
     device: str = typer.Option("auto", "--device"),
 ):
     """Train the `clip-probe` classifier: a linear head on CLIP image embeddings (e.g. of EmoSet-118K)."""
-    from emocurate.classify import train_probe
-    from emocurate.emotions import EMOTIONS, check_emotions
-    from emocurate.labelled import labelled_dataset
+    from emocurate.stages.classify import train_probe
+    from emocurate.core.emotions import EMOTIONS, check_emotions
+    from emocurate.stages.labelled import labelled_dataset
 
     try:
         names = list(check_emotions([e.strip() for e in emotions.split(",")])) if emotions else list(EMOTIONS)

@@ -1,6 +1,6 @@
 """The curation recipe: what to read, which emotions to keep, and each stage's config, as typed dataclasses.
 
-Loaded from YAML with `emocurate.config.load(CurateRecipe, path, overrides)`; it validates values, it runs nothing.
+Loaded from YAML with `emocurate.core.config.load(CurateRecipe, path, overrides)`; it validates values, it runs nothing.
 """
 
 from __future__ import annotations
@@ -10,15 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional
 
-from emocurate.caption import CaptionConfig
-from emocurate.classify import ClassifyConfig
-from emocurate.clipscore import ClipFilterConfig
-from emocurate.config import ConfigError, load
-from emocurate.crawl import CrawlConfig
-from emocurate.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
-from emocurate.emotions import EMOTIONS, check_emotions
-from emocurate.ray_executor import RayConfig
-from emocurate.publish import PublishConfig
+from emocurate.stages.caption.contract import CaptionConfig
+from emocurate.stages.classify import ClassifyConfig
+from emocurate.stages.clip_filter import ClipFilterConfig
+from emocurate.core.config import ConfigError, load
+from emocurate.crawl.fetch import CrawlConfig
+from emocurate.core.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
+from emocurate.core.emotions import EMOTIONS, check_emotions
+from emocurate.executors.ray import RayConfig
+from emocurate.publish.dataset import PublishConfig
 
 
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")

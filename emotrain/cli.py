@@ -4,7 +4,6 @@ prints; heavy libraries load inside the commands so `--help` is instant.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from emocurate.console import quiet_libraries
+from emocurate.core.console import quiet_libraries
 
 app = typer.Typer(
     help="Fine-tune Stable Diffusion 1.5 the CoEmoGen way and generate emotion-evoking images.",
@@ -80,7 +79,7 @@ def fit(
 ) -> None:
     """Train CoEmoGen (Mapper + Visual-perception Encoder + HiLoRA, L_LDM + lambda L_SEM) on an emotion dataset."""
     try:
-        from emocurate.config import ConfigError
+        from emocurate.core.config import ConfigError
         from emotrain.data import DatasetError
         from emotrain.recipe import load_recipe
         from emotrain.train import TrainingStopped, train
@@ -189,10 +188,9 @@ def push(
     typer.echo(url)
 
 
-if importlib.util.find_spec("emotrain.cli_eval") is not None:  # the eval engineer's command, when present
-    from emotrain.cli_eval import eval_command
+from emotrain.cli_eval import eval_command  # noqa: E402  (typer only: the eval library loads inside the command)
 
-    app.command("eval")(eval_command)
+app.command("eval")(eval_command)
 
 
 if __name__ == "__main__":

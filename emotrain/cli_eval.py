@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from emocurate.console import RichProgress, quiet_libraries
+from emocurate.core.console import RichProgress, quiet_libraries
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -64,11 +64,11 @@ def eval_command(
         help="Settings overrides key=value, e.g. fid.inception=/w/inception-2015-12-05.pt"),
 ):
     """Score generated images with FID, LPIPS, Emo-A, Sem-C, Sem-D (+ CLIP score); write results.json and report.md."""
-    from emocurate.config import ConfigError, load
-    from emocurate.emotions import check_emotions
-    from emotrain.eval_config import EvalConfig
-    from emotrain.eval_generate import BASELINE_NAME, GenerateSettings, generate_images
-    from emotrain.evaluate import check_weights, evaluate
+    from emocurate.core.config import ConfigError, load
+    from emocurate.core.emotions import check_emotions
+    from emotrain.eval.config import EvalConfig
+    from emotrain.eval.generate import BASELINE_NAME, GenerateSettings, generate_images
+    from emotrain.eval.evaluate import check_weights, evaluate
 
     items = list(overrides or [])
     if real:
@@ -108,8 +108,8 @@ def eval_command(
 
 
 def _real_emotions(cfg) -> tuple[str, ...]:
-    from emocurate.emotions import EMOTIONS
-    from emotrain.eval_real import load_real
+    from emocurate.core.emotions import EMOTIONS
+    from emotrain.eval.real import load_real
 
     if not cfg.real.dataset:
         return EMOTIONS
@@ -120,7 +120,7 @@ def _print_summary(results: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from emotrain.eval_report import MAIN_COLUMNS
+    from emotrain.eval.report import MAIN_COLUMNS
 
     columns = [c for c in MAIN_COLUMNS if any(m["overall"].get(c[0]) is not None for m in results["models"].values())]
     table = Table(title="emotrain eval (Table 1 metrics; the rest is in report.md)")

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
-from emocurate.decode import decode_image
-from emocurate.emotions import EMOTIONS
+from emocurate.core.decode import decode_image
+from emocurate.core.emotions import EMOTIONS
 
 if TYPE_CHECKING:
     import datasets

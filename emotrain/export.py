@@ -11,8 +11,8 @@ from typing import Literal, Mapping
 
 import torch
 
-from emocurate.emotions import polarity_of
-from emotrain.hilora import HiLoRALinear, hilora_layers
+from emocurate.core.emotions import polarity_of
+from emotrain.model.hilora import HiLoRALinear, hilora_layers
 
 Format = Literal["diffusers", "kohya"]
 FORMATS: tuple[str, ...] = ("diffusers", "kohya")

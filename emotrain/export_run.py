@@ -14,7 +14,7 @@ def emotion_embeddings(sampler, mix: dict[str, float], num_vectors: int = 1, see
     """(n, D) textual-inversion vectors: row 0 from the cluster means, rows 1.. from seeded cluster draws."""
     import torch
 
-    from emotrain.conditioning import emotion_weights
+    from emotrain.model.conditioning import emotion_weights
 
     weights = emotion_weights(sampler.emotions, mix)
     device = next(sampler.encoder.parameters()).device

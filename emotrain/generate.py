@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 from typing import Callable, Sequence
 
-from emotrain.conditioning import PLACEHOLDER
+from emotrain.model.conditioning import PLACEHOLDER
 
 GRID_MAX = 64
 
@@ -47,7 +47,7 @@ class EmotionSampler:
         """e^v (B, D) per sample: the weighted sum over the mix of encoder(mapper(one-hot_k), v_k ~ cluster_k)."""
         import torch
 
-        from emotrain.conditioning import emotion_weights
+        from emotrain.model.conditioning import emotion_weights
 
         device = next(self.encoder.parameters()).device
         rows = []
@@ -69,8 +69,8 @@ class EmotionSampler:
 
         import torch
 
-        from emotrain.conditioning import emotion_weights, encode_with_emotion
-        from emotrain.hilora import routing
+        from emotrain.model.conditioning import emotion_weights, encode_with_emotion
+        from emotrain.model.hilora import routing
 
         pipe = self.pipe
         device = pipe.unet.device
@@ -108,11 +108,11 @@ def load_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler
     from diffusers import StableDiffusionPipeline
     from safetensors.torch import load_file
 
-    from emocurate.config import from_dict
-    from emocurate.tiny import resolve
-    from emotrain.clusters import EmotionClusters
-    from emotrain.conditioning import NeuroSymbolicMapper, VisualPerceptionEncoder
-    from emotrain.hilora import add_hilora, load_hilora_state_dict
+    from emocurate.core.config import from_dict
+    from emocurate.core.tiny import resolve
+    from emotrain.model.clusters import EmotionClusters
+    from emotrain.model.conditioning import NeuroSymbolicMapper, VisualPerceptionEncoder
+    from emotrain.model.hilora import add_hilora, load_hilora_state_dict
     from emotrain.recipe import TrainRecipe
 
     model_dir = Path(model_dir)

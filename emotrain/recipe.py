@@ -1,4 +1,4 @@
-"""The training recipe: typed, commented dataclasses loaded from YAML with `emocurate.config.load` (dotted overrides).
+"""The training recipe: typed, commented dataclasses loaded from YAML with `emocurate.core.config.load` (dotted overrides).
 
 Defaults are the paper's settings (CoEmoGen, "Implementation details"). It only describes a run; `train.py` executes it.
 """
@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
-from emocurate.emotions import check_emotions
+from emocurate.core.emotions import check_emotions
 
 
 @dataclass
@@ -171,7 +171,7 @@ class TrainRecipe:
 
 def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainRecipe:
     """Read a training recipe (YAML) with dotted `key=value` overrides; unknown keys or bad values raise ConfigError."""
-    from emocurate.config import load
+    from emocurate.core.config import load
 
     return load(TrainRecipe, path, overrides)
 

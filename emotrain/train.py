@@ -54,16 +54,16 @@ def train(
     from safetensors.torch import save_file
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, CLIPTokenizer
 
-    from emocurate.config import to_dict
-    from emocurate.emotions import POLARITY
-    from emocurate.tiny import resolve
+    from emocurate.core.config import to_dict
+    from emocurate.core.emotions import POLARITY
+    from emocurate.core.tiny import resolve
     from emotrain import checkpoint
     from emotrain.card import write_card
-    from emotrain.clusters import ClusterAccumulator, EmotionClusters
-    from emotrain.conditioning import build_emotion_modules, encode_with_emotion, image_tokens, semantic_loss, word_embeddings
+    from emotrain.model.clusters import ClusterAccumulator, EmotionClusters
+    from emotrain.model.conditioning import build_emotion_modules, encode_with_emotion, image_tokens, semantic_loss, word_embeddings
     from emotrain.data import ClipImages, ResumableSampler, TrainingSet, collate, load_training_dataset, oversample, validate
     from emotrain.generate import EmotionSampler, make_pipeline, save_grid
-    from emotrain.hilora import add_hilora, hilora_parameters, hilora_state_dict, load_hilora_state_dict, set_routing
+    from emotrain.model.hilora import add_hilora, hilora_parameters, hilora_state_dict, load_hilora_state_dict, set_routing
 
     out = Path(out_dir)
     run, optim = recipe.run, recipe.optim

@@ -19,14 +19,14 @@ def tiny_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session", autouse=True)
 def ray_loopback_guard():
-    """Every Ray start in a test must carry the loopback guard (`emocurate.ray_runtime`), or the test fails before Ray
+    """Every Ray start in a test must carry the loopback guard (`emocurate.executors.ray_runtime`), or the test fails before Ray
     starts: unguarded, Ray probes the cloud-metadata address 169.254.169.254."""
     try:
         import ray
     except ImportError:
         yield
         return
-    from emocurate.ray_runtime import check_guard
+    from emocurate.executors.ray_runtime import check_guard
 
     real_init = ray.init
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.fakehub import FakeHub
+from tests.helpers.fakehub import FakeHub
 
 TOKEN = "hf_fakehubSelfTestToken000000000000"
 CLIENT = r"""

@@ -2,8 +2,9 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+from tests.helpers.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 
 
 def load_benchmark(name: str):
@@ -22,7 +23,7 @@ def test_without_cuda_it_refuses_clearly(capsys):
 
 
 def test_dry_run_runs_every_code_path_on_tiny_models(tmp_path, capsys):
-    pytest.importorskip("emotrain.hilora")
+    pytest.importorskip("emotrain.model.hilora")
     results = tmp_path / "RESULTS.md"
     assert load_benchmark("gpu").main(["--dry-run", "--results", str(results)]) == 0
     text = results.read_text()

@@ -6,8 +6,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from emocurate.cli import app
+from tests.helpers.paths import REPO
 
-ROOT = Path(__file__).parents[2]
+ROOT = REPO
 DEMO = ROOT / "recipes" / "curate" / "demo.yaml"
 
 
@@ -37,9 +38,9 @@ def test_help_is_instant():
 def test_train_classifier_on_an_emoset_layout_then_use_the_probe(tmp_path):
     import json
 
-    from emocurate.classify import ClassifyConfig, load_classifier
-    from tests.emocurate.conftest import photo
-    from tests.emocurate.test_sources import make_emoset
+    from emocurate.stages.classify import ClassifyConfig, load_classifier
+    from tests.helpers.images import photo
+    from tests.helpers.emoset import make_emoset
 
     root = make_emoset(tmp_path / "EmoSet-118K", (9, 0, 0))
     result = CliRunner().invoke(app, ["train-classifier", "--dataset", f"emoset:{root}", "--out", str(tmp_path / "probe"),
@@ -53,9 +54,9 @@ def test_train_classifier_on_an_emoset_layout_then_use_the_probe(tmp_path):
 
 
 def test_build_urls_with_crawl_flags_records_status_counts_and_robots_note(tmp_path):
-    from emocurate.crawl_state import runs
-    from tests.crawl_server import Body, CrawlServer
-    from tests.emocurate.conftest import jpeg
+    from emocurate.crawl.state import runs
+    from tests.helpers.crawl_server import Body, CrawlServer
+    from tests.helpers.images import jpeg
 
     routes = {f"/img/{i}.jpg": Body(jpeg(70 + i), "image/jpeg") for i in range(3)}
     routes["/robots.txt"] = Body(b"User-agent: *\nDisallow: /img/\n", "text/plain")

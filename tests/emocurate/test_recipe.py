@@ -2,10 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from emocurate.config import ConfigError
+from emocurate.core.config import ConfigError
 from emocurate.recipe import CurateRecipe, check_refilter_overrides, load_recipe
+from tests.helpers.paths import REPO
 
-RECIPES = sorted((Path(__file__).parents[2] / "recipes" / "curate").glob("*.yaml"))
+RECIPES = sorted((REPO / "recipes" / "curate").glob("*.yaml"))
 
 
 def test_recipes_exist():

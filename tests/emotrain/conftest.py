@@ -108,7 +108,7 @@ def trained_run(tmp_path_factory, tiny_dataset):
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
     """Random weight files in the real formats (clean-fid Inception, torchvision AlexNet, CSAIL Places365)."""
-    from tests.emotrain.eval_weights import write_alexnet, write_places, write_tiny_inception
+    from tests.helpers.eval_weights import write_alexnet, write_places, write_tiny_inception
 
     root = tmp_path_factory.mktemp("weights")
     return {

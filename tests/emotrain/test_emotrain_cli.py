@@ -6,9 +6,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from emotrain.cli import app
+from tests.helpers.paths import REPO
 
 runner = CliRunner()
-DEMO = str(Path(__file__).resolve().parents[2] / "recipes" / "train" / "demo.yaml")
+DEMO = str(REPO / "recipes" / "train" / "demo.yaml")
 
 
 def test_fit_generate_export(tmp_path, tiny_dataset):

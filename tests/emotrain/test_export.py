@@ -4,16 +4,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from emocurate.emotions import EMOTIONS
+from emocurate.core.emotions import EMOTIONS
 from emotrain.export import emotion_lora_state_dict, export_emotion, layer_lora, save_lora, save_textual_inversion
-from emotrain.hilora import add_hilora, hilora_layers, hilora_parameters, one_hot_weights, routing
+from emotrain.model.hilora import add_hilora, hilora_layers, hilora_parameters, one_hot_weights, routing
 
 PROMPT = "a photo of <awe> at dusk"
 
 
 @pytest.fixture(scope="module")
 def sd_folder():
-    from emocurate.tiny import resolve
+    from emocurate.core.tiny import resolve
 
     return resolve("tiny:sd")
 

@@ -2,11 +2,11 @@
 
 import torch
 
-from emocurate.tiny import resolve
-from emotrain.conditioning import encode_with_emotion
+from emocurate.core.tiny import resolve
+from emotrain.model.conditioning import encode_with_emotion
 from emotrain.export_run import emotion_embeddings, export_run
 from emotrain.generate import load_run
-from emotrain.hilora import routing
+from emotrain.model.hilora import routing
 
 
 def test_stock_pipeline_matches_our_routed_model(tmp_path, trained_run):

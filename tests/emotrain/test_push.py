@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from emotrain.push import push_run
+from tests.helpers.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 TOKEN = "hf_emotrain_test_token_123"
 
 
 def test_push_uploads_the_run(trained_run, tmp_path):
-    from tests.fakehub import FakeHub
+    from tests.helpers.fakehub import FakeHub
 
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_TOKEN")}
     env.update(HF_HOME=str(tmp_path / "hf-home"), PYTHONPATH=str(ROOT))

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from emotrain.train import train
+from tests.helpers.paths import REPO
 
-ROOT = Path(__file__).parents[2]
+ROOT = REPO
 STEPS = ["optim.max_steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3", "run.report_to=tensorboard",
          "run.log_every=1"]
 TINY = ["model.pretrained=tiny:sd", "model.clip=tiny:clip", "data.resolution=32", "conditioning.mapper_hidden=16",

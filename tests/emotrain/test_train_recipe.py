@@ -2,10 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from emocurate.config import ConfigError
+from emocurate.core.config import ConfigError
 from emotrain.recipe import TrainRecipe, load_recipe
+from tests.helpers.paths import REPO
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = REPO
 RECIPES = sorted((ROOT / "recipes" / "train").glob("*.yaml"))
 
 

@@ -1,0 +1,140 @@
+"""The local executor's model stages on several devices: one spawned worker process per device, each holding one model.
+
+Workers run the same per-shard functions as the in-process path and the Ray executor and return result tables; the
+driver writes every file. It does not decide what to run: pipeline.py hands it the shards a stage still needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+
+from emocurate.core.config import ConfigError
+
+
+def resolve_devices(devices: list[str]) -> list[str]:
+    """The devices the model stages run on. [auto] = every visible CUDA device when there are several, else [] (one
+    process, each stage on its own `device`, exactly as without this key). Raises ConfigError for a device this machine lacks."""
+    import torch
+
+    if devices == ["auto"]:
+        n = torch.cuda.device_count()
+        return [f"cuda:{i}" for i in range(n)] if n > 1 else []
+    for device in devices:
+        if device.startswith("cuda"):
+            n = torch.cuda.device_count()
+            index = int(device.split(":")[1]) if ":" in device else 0
+            if index >= n:
+                visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+                raise ConfigError(f"devices names {device} but this machine has {n} CUDA device(s)"
+                                  + (f" (CUDA_VISIBLE_DEVICES={visible})" if visible is not None else "")
+                                  + ": use devices=auto, or list devices that exist, e.g. devices=[cpu]")
+        elif device == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError("devices names mps but this machine has no MPS device: use devices=auto")
+    return list(devices)
+
+
+def spreads(recipe, stage: str) -> bool:
+    """Whether a model stage runs on `devices`: only when its own `device` is auto and it holds a model here
+    (the openai caption backend holds none; vLLM places itself, through `caption.vllm_args`)."""
+    cfg = getattr(recipe, stage)
+    return cfg.device == "auto" and not (stage == "caption" and cfg.backend in ("openai", "vllm"))
+
+
+def on_device(recipe, stage: str, device: str):
+    """A copy of `recipe` whose `stage` loads its model on `device`."""
+    out = copy.copy(recipe)
+    setattr(out, stage, dataclasses.replace(getattr(recipe, stage), device=device))
+    return out
+
+
+# ---------------------------------------------------------------- in a worker process
+_worker: dict = {}  # this worker's device, recipe and run folder, and the one model it holds (with its stage)
+
+
+def _start_worker(recipe, run_dir: str, devices, cpu_threads: int) -> None:
+    start = time.perf_counter()
+    import torch
+
+    device = devices.get()  # each worker takes one device off the queue: one worker per listed device
+    if device == "cpu":
+        torch.set_num_threads(cpu_threads)  # CPU workers share the cores instead of each taking all of them
+    elif device.startswith("cuda"):
+        torch.cuda.set_device(device)
+    # the worker's start-up counts as part of its first model load in the stage summary
+    _worker.update(device=device, recipe=recipe, run_dir=Path(run_dir), stage=None, startup_s=time.perf_counter() - start)
+
+
+def _run_shard(stage: str, shard: int, keys: pa.Table) -> tuple[int, pa.Table, dict, float]:
+    """One shard on this worker's device: (shard, result table, model provenance, seconds spent loading the model)."""
+    from emocurate.executors.ray import load_stage_model, run_shard
+
+    w, load_s = _worker, 0.0
+    if w["stage"] != stage:
+        _free_model()
+        start = time.perf_counter()
+        w["stage_recipe"] = on_device(w["recipe"], stage, w["device"])
+        w["model"], w["info"] = load_stage_model(stage, w["stage_recipe"], w["run_dir"])
+        w["stage"], load_s = stage, time.perf_counter() - start + w.pop("startup_s", 0.0)
+    table = run_shard(stage, w["stage_recipe"], w["model"], w["run_dir"], shard, keys)
+    return shard, table, w["info"], load_s
+
+
+def _free_model() -> None:
+    """One model per worker: the previous stage's is released before the next one loads."""
+    if _worker.pop("model", None) is not None:
+        import gc
+
+        import torch
+
+        gc.collect()
+        if _worker["device"].startswith("cuda"):
+            torch.cuda.empty_cache()
+    _worker["stage"] = None
+
+
+# ---------------------------------------------------------------- in the driver
+class DevicePool:
+    """One worker process per device ("spawn": CUDA-safe), started on first use and kept across stages; `close()` ends them."""
+
+    def __init__(self, recipe, run_dir: Path, devices: list[str]):
+        self.recipe, self.run_dir, self.devices = recipe, Path(run_dir), list(devices)
+        self.executor = None
+
+    def run(self, stage: str, todo: dict[int, pa.Table]) -> Iterator[tuple[int, pa.Table, dict, float]]:
+        """(shard, result table, model provenance, model-load seconds) for each shard of `todo`, as workers finish them.
+        `todo` maps a shard to the key table (id, ...) its stage function takes; workers read the image bytes from RUN."""
+        if not todo:
+            return
+        if self.executor is None:
+            self._start()
+        futures = [self.executor.submit(_run_shard, stage, s, keys) for s, keys in sorted(todo.items())]
+        try:
+            for future in as_completed(futures):
+                yield future.result()
+        finally:  # after an error, shards not yet started are not started; finished ones are already written
+            for future in futures:
+                future.cancel()
+
+    def _start(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        devices = context.Queue()
+        for device in self.devices:
+            devices.put(device)
+        cpu_threads = max(1, (os.cpu_count() or 1) // max(1, self.devices.count("cpu")))
+        self.executor = ProcessPoolExecutor(len(self.devices), mp_context=context, initializer=_start_worker,
+                                            initargs=(self.recipe, str(self.run_dir), devices, cpu_threads))
+
+    def close(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(cancel_futures=True)
+            self.executor = None

@@ -1,0 +1,112 @@
+"""A run's kept records + their stored original bytes -> `publish.write_dataset` (RUN/dataset/), and `push_run`.
+
+It gathers and hands over; the dataset layout and the card are publish.py's business.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from emocurate.store import shards
+
+KEPT_COLUMNS = ("sha256", "emotion", "caption", "emotion_confidence", "clip_score", "source", "source_id", "width", "height")
+EMOSET_NOTE = ("EmoSet-118K's image licence is unstated: never republish its images. Publish captions and ids only, "
+               "or keep this dataset private to your own machines.")
+
+
+def kept_table(run_dir: Path, records: pa.Table) -> pa.Table:
+    """Kept rows in input order with `image_bytes` (the original file bytes) and metadata keys as string columns."""
+    kept = records.filter(pc.equal(records.column("status"), "kept")).sort_by("seq")
+    # with dedup off, byte-identical rows can all be kept; the published dataset holds each image once (first wins)
+    first = {}
+    for i, sha in enumerate(kept.column("id").to_pylist()):
+        first.setdefault(sha, i)
+    kept = kept.take(sorted(first.values()))
+    blobs: dict[int, bytes] = {}
+    for shard in sorted(set(kept.column("shard").to_pylist())):
+        stored = shards.read_shard(run_dir, "ingest", shard, ["seq", "image_bytes"])
+        blobs.update(zip(stored.column("seq").to_pylist(), stored.column("image_bytes").to_pylist()))
+    joined = kept.append_column("image_bytes", pa.array([blobs[s] for s in kept.column("seq").to_pylist()], pa.binary()))
+    metas = [json.loads(m) if m else {} for m in joined.column("metadata").to_pylist()]
+    keys = sorted({k for m in metas for k in m})
+    columns = {"image_bytes": joined.column("image_bytes"), "sha256": joined.column("id")}
+    columns.update({c: joined.column(c) for c in KEPT_COLUMNS if c != "sha256"})
+    for key in keys:
+        name = key if key not in columns and key not in ("polarity", "image") else f"meta_{key}"
+        columns[name] = pa.array([None if m.get(key) is None else str(m[key]) for m in metas], pa.string())
+    return pa.table(columns)
+
+
+def _thresholds(recipe) -> dict:
+    """Decision settings for the card (the drop fraction and seed have their own Provenance fields)."""
+    return {"classify.min_confidence": recipe.classify.min_confidence,
+            "apply_min_confidence_to_labelled": recipe.apply_min_confidence_to_labelled,
+            "dedup": recipe.dedup, "emotions": ", ".join(recipe.emotions)}
+
+
+def uses_emoset(recipe) -> bool:
+    return any(s.startswith("emoset:") for s in recipe.sources)
+
+
+def publish_records(run_dir: Path, recipe, records: pa.Table) -> tuple[Optional[Path], Optional[str]]:
+    """Write RUN/dataset/ from the kept records: (path, None), or (None, why not) when nothing can be published yet."""
+    from emocurate.publish.dataset import Provenance, PublishError, write_dataset
+    from emocurate.run.status import stage_counts_of
+
+    if not getattr(recipe.publish, "republish_images", True):
+        return None, "publish.republish_images is false: no dataset with images is written (records.parquet has the rest)"
+    models_path = run_dir / "models.json"
+    models = json.loads(models_path.read_text()) if models_path.exists() else {}
+    prompt = models.get("caption", {}).get("prompt", recipe.caption.prompt)
+    notes = list(_notes(recipe))
+    status_counts = None
+    if (run_dir / "crawl").is_dir():  # a urls: source: fetch status counts, and whether robots were ignored
+        from emocurate.crawl.state import runs, summary
+
+        status_counts = summary(run_dir / "crawl")
+        if any(r.get("ignore_robots") for r in runs(run_dir / "crawl")):
+            notes.append("--ignore-robots was used: robots.txt and X-Robots-Tag opt-outs were NOT honoured for some URLs.")
+    provenance = Provenance(
+        models={stage: {k: info.get(k) for k in ("backend", "model", "revision")} for stage, info in models.items()},
+        prompt=prompt, thresholds=_thresholds(recipe), drop_fraction=recipe.clip_filter.drop_fraction, seed=recipe.seed,
+        recipe=asdict(recipe), notes=notes, status_counts=status_counts,
+    )
+    try:
+        path = write_dataset(kept_table(run_dir, records), records, run_dir / "dataset", recipe.emotions, recipe.publish,
+                             provenance, stage_counts_of(run_dir, recipe.emotions))
+    except PublishError as err:  # e.g. nothing kept yet: the records stay valid, the dataset is simply not written
+        return None, str(err)
+    return path, None
+
+
+def _notes(recipe):
+    if any("tiny:" in getattr(cfg, "model", "") for cfg in (recipe.classify, recipe.caption, recipe.clip_filter)):
+        yield "Built with tiny RANDOM models (a demo or a test): emotions, captions and CLIP scores are noise."
+    if uses_emoset(recipe):
+        yield EMOSET_NOTE
+    yield ("Record id = sha256 of the original file bytes (as stored or fetched); an item without bytes gets "
+           "'nodata-' + sha256 of '<source>\\n<source_id>'.")
+    yield (f"Known labels (emotion folders, EmoSet) are trusted; classify.min_confidence applied to them: "
+           f"{'yes' if recipe.apply_min_confidence_to_labelled else 'no'}.")
+
+
+def push_run(run_dir: str | Path, repo_id: str, private: bool = False) -> str:
+    """Upload RUN/dataset/ to the Hub; refuses a dataset that holds EmoSet images (their licence is unstated)."""
+    run_dir = Path(run_dir)
+    dataset = run_dir / "dataset"
+    if not (dataset / "README.md").exists():
+        raise FileNotFoundError(f"{dataset} has no dataset (README.md missing): run `emocurate build` first")
+    from emocurate.recipe import load_recipe
+
+    recipe = load_recipe(run_dir / "recipe.yaml")
+    if uses_emoset(recipe):
+        raise ValueError(f"refusing to push {dataset}: it holds EmoSet images. {EMOSET_NOTE}")
+    from emocurate.publish.dataset import push
+
+    return push(dataset, repo_id, private=private)

@@ -1,0 +1,53 @@
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+import pytest
+
+from emocurate.core.config import ConfigError, load
+
+
+@dataclass
+class Inner:
+    min_confidence: float = 0.75
+    backend: Literal["a", "b"] = "a"
+
+    def __post_init__(self):
+        if not 0 <= self.min_confidence <= 1:
+            raise ValueError(f"min_confidence must be in [0, 1]; got {self.min_confidence}")
+
+
+@dataclass
+class Outer:
+    name: str = "x"
+    seed: int = 0
+    emotions: list[str] = field(default_factory=list)
+    inner: Inner = field(default_factory=Inner)
+    note: Optional[str] = None
+
+
+def test_yaml_and_dotted_overrides(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: demo\ninner:\n  backend: b\n")
+    cfg = load(Outer, path, ["inner.min_confidence=0.5", "emotions=[awe, fear]", "seed=3"])
+    assert cfg == Outer(name="demo", seed=3, emotions=["awe", "fear"], inner=Inner(0.5, "b"))
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("inner.min_conf=0.5", "unknown key\\(s\\) inner.min_conf"),
+        ("bogus=1", "unknown key\\(s\\) bogus"),
+        ("inner.backend=c", "inner.backend must be one of"),
+        ("seed=abc", "seed must be int"),
+        ("inner.min_confidence=3.2", "min_confidence must be in \\[0, 1\\]; got 3.2"),
+        ("novalue", "must look like key=value"),
+    ],
+)
+def test_bad_values_are_clear_errors(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load(Outer, None, [override])
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="recipe file not found"):
+        load(Outer, tmp_path / "nope.yaml")

@@ -1,0 +1,51 @@
+"""Stored stage tables for a handful of records, built in code: what decide() reads from a run folder."""
+
+import pyarrow as pa
+import pytest
+
+from emocurate.run.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, NOT_CAPTIONED, classify_schema, decide
+from emocurate.stages.ingest import INGEST_SCHEMA
+from emocurate.recipe import CurateRecipe
+
+EMOS = ["amusement", "awe", "excitement", "fear"]
+
+
+def _ingest():
+    rows = [("A", None, None), ("B", "fear", None), ("A", None, None), ("C", None, "corrupt: bad"),
+            ("D", None, None), ("E", None, None), ("F", "excitement", None)]
+    cols = {name: [] for name in INGEST_SCHEMA.names}
+    for seq, (id_, label, err) in enumerate(rows):
+        vals = dict(seq=seq, shard=seq // 4, id=id_, source="folder:x", source_id=f"{seq}.jpg", label=label, metadata="{}",
+                    width=None if err else 8, height=None if err else 8, format="JPEG", original_mode="RGB",
+                    ingest_dropped_by="ingest" if err else None, ingest_error=err, image_bytes=None)
+        for k in cols:
+            cols[k].append(vals[k])
+    return pa.table(cols, schema=INGEST_SCHEMA)
+
+
+def _classify():
+    probs = {"A": [0.05, 0.9, 0.03, 0.02], "B": [0.4, 0.3, 0.1, 0.2], "D": [0.5, 0.3, 0.1, 0.1],
+             "E": [0.1, 0.8, 0.05, 0.05], "F": [0.1, 0.1, 0.7, 0.1]}
+    cols = {"id": list(probs)}
+    cols.update({f"prob_{e}": [p[i] for p in probs.values()] for i, e in enumerate(EMOS)})
+    return pa.table(cols, schema=classify_schema(EMOS))
+
+
+def _captions():
+    return pa.table({"id": ["A", "B", "E"], "caption_emotion": ["awe", "fear", "awe"],
+                     "caption": ["a vast sky", None, "a small sky"], "caption_error": [None, "TimeoutError: slow", None],
+                     "caption_raw": [None, None, None]}, schema=CAPTION_SCHEMA)
+
+
+def _scores():
+    return pa.table({"id": ["A", "E"], "caption": ["a vast sky", "a small sky"], "clip_score": [0.3, 0.1],
+                     "caption_tokens": [12, 90]}, schema=CLIPSCORE_SCHEMA)
+
+
+def _recipe(**kw):
+    kw.setdefault("emotions", ["amusement", "awe", "fear"])
+    return CurateRecipe(sources=["demo"], **kw)
+
+
+def _decide(recipe):
+    return decide(_ingest(), _classify(), _captions(), _scores(), recipe).to_pylist()
