@@ -27,11 +27,13 @@ from emocurate.crawl.robots import RobotsCache, optout_directive
 
 STATUSES = (
     "ok", "http_error", "timeout", "connection_error", "too_large", "not_an_image", "robots_disallowed",
-    "optout", "blocked_address", "bad_url", "too_many_redirects", "duplicate",
+    "optout", "blocked_address", "bad_url", "too_many_redirects", "crawl_delay_too_long", "duplicate",
 )  # fmt: skip
 """Every URL ends with one of these. `duplicate` is decided in input order by urls.py, never by a fetch."""
 
 REDIRECTS = (301, 302, 303, 307, 308)
+NOT_RETRIED_IN_RUN = ("robots_disallowed", "crawl_delay_too_long")
+"""Retryable by a later run (retry_failed), never within this one: robots.txt is read once per run."""
 ROBOTS_MAX_BYTES = 512 * 1024  # Google reads the first 500 KiB of a robots.txt
 
 
@@ -55,6 +57,9 @@ class CrawlConfig:
     """Longest wait before a retry; a Retry-After longer than this ends the attempts (retryable with retry_failed)."""
     max_body_bytes: int = 32 * 1024 * 1024
     """Bodies larger than this are aborted while streaming (status too_large)."""
+    max_crawl_delay: float = 30.0
+    """Longest robots.txt Crawl-delay (or Request-rate interval) honoured, in seconds. A host asking for more would stall
+    the run: its URLs end as crawl_delay_too_long (retryable: raise this and rerun with retry_failed)."""
     max_redirects: int = 5
     """Redirect hops followed; each hop is checked by the address guard and robots.txt."""
     user_agent: str = "emocurate/0.1 (+https://github.com/coemogen-toolkit/coemogen-toolkit)"
@@ -92,7 +97,7 @@ class CrawlConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"crawl.{name} must be an integer >= 0; got {value!r}")
-        for name in ("connect_timeout", "read_timeout", "backoff_max", "flush_seconds"):
+        for name in ("connect_timeout", "read_timeout", "backoff_max", "max_crawl_delay", "flush_seconds"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"crawl.{name} must be > 0 seconds; got {getattr(self, name)!r}")
         if not self.backoff_base >= 0:
@@ -173,8 +178,8 @@ class Fetcher:
             except Exception as err:  # a bug or an exotic error must not end the crawl: record it on this URL
                 result = fail(url, "connection_error", f"unexpected {type(err).__name__}: {err}", retryable=True)
             result.attempts = attempt
-            if not result.retryable or attempt > self.cfg.retries or result.status == "robots_disallowed":
-                return result  # an unreadable robots.txt is cached for the run: only a later run may retry it
+            if not result.retryable or attempt > self.cfg.retries or result.status in NOT_RETRIED_IN_RUN:
+                return result
             delay = self._backoff(attempt, result.retry_after)
             if delay is None:
                 result.error += f" (Retry-After {result.retry_after:.0f} s exceeds crawl.backoff_max)"
@@ -203,20 +208,30 @@ class Fetcher:
         return fail(url, "too_many_redirects", f"more than {self.cfg.max_redirects} redirects (last: {hop_url})")
 
     async def _refuse(self, url: str, hop_url: str) -> FetchResult | None:
-        parts = urlsplit(hop_url)
+        """Why this hop may not be requested (bad URL, refused address, robots.txt, a Crawl-delay too long), or None."""
+        try:
+            parts = urlsplit(hop_url)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as err:  # e.g. 'http://[invalid'
+            return fail(url, "bad_url", f"{hop_url!r}: {err}")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return fail(url, "bad_url", f"only http(s) URLs with a host are fetched; got {hop_url!r}")
         try:
-            parts.port  # noqa: B018 - raises ValueError for a bad port
             self.guard.check_host(parts.hostname)
+            if self.cfg.ignore_robots:
+                return None
+            why, temporary = await self.robots.check(hop_url)  # a host name the guard refuses raises here
         except BlockedAddress as err:
             return fail(url, "blocked_address", str(err))
-        except ValueError as err:
-            return fail(url, "bad_url", f"{hop_url!r}: {err}")
-        if not self.cfg.ignore_robots:
-            why, temporary = await self.robots.check(hop_url)
-            if why:
-                return fail(url, "robots_disallowed", why, retryable=temporary)
+        if why:
+            return fail(url, "robots_disallowed", why, retryable=temporary)
+        delay = self.robots.crawl_delay(hop_url)
+        if delay > self.cfg.max_crawl_delay:
+            return fail(
+                url, "crawl_delay_too_long", f"robots.txt of {parts.scheme}://{parts.netloc} asks for {delay:g} s between "
+                f"requests, more than crawl.max_crawl_delay ({self.cfg.max_crawl_delay:g} s); raise it and rerun with "
+                "retry_failed to fetch", retryable=True,
+            )  # fmt: skip
         return None
 
     def _host_limit(self, netloc: str) -> asyncio.Semaphore:
@@ -261,7 +276,10 @@ class Fetcher:
     async def _response(self, url: str, hop_url: str, resp: aiohttp.ClientResponse) -> FetchResult | str:
         status = resp.status
         if status in REDIRECTS and resp.headers.get("Location"):
-            return urljoin(hop_url, resp.headers["Location"])
+            try:
+                return urljoin(hop_url, resp.headers["Location"])
+            except ValueError as err:  # e.g. 'Location: http://[invalid'
+                return fail(url, "bad_url", f"redirect to {resp.headers['Location']!r}: {err}", http_status=status)
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(resp.headers.get("Retry-After"))
             if retry_after is not None and retry_after <= self.cfg.backoff_max:
@@ -294,10 +312,11 @@ class Fetcher:
         return FetchResult(url, "ok", None, status, data=data, sha256=digest, final_url=hop_url)
 
     async def _fetch_robots(self, robots_url: str) -> tuple[int | None, str]:
-        """GET a robots.txt, following redirects by hand through the same guard: (status, text) or (None, why not)."""
-        for _ in range(self.cfg.max_redirects + 1):
-            parts = urlsplit(robots_url)
+        """GET a robots.txt, following redirects by hand through the same guard: (status, text) or (None, why not).
+        Raises BlockedAddress when the site's own host is refused (a redirect to a refused host is just a failure)."""
+        for hop in range(self.cfg.max_redirects + 1):
             try:
+                parts = urlsplit(robots_url)
                 if parts.scheme not in ("http", "https") or not parts.hostname:
                     return None, f"redirect to non-http URL {robots_url!r}"
                 self.guard.check_host(parts.hostname)
@@ -312,7 +331,13 @@ class Fetcher:
                             resp.close()
                             break
                     return resp.status, body[:ROBOTS_MAX_BYTES].decode("utf-8", "replace")
+            except BlockedAddress as err:
+                if hop == 0:
+                    raise
+                return None, str(err)
             except aiohttp.ClientConnectorError as err:
+                if isinstance(err.os_error, BlockedAddress) and hop == 0:
+                    raise err.os_error from None
                 return None, str(err.os_error if isinstance(err.os_error, BlockedAddress) else err)
             except (asyncio.TimeoutError, aiohttp.ClientError, OSError, ValueError) as err:
                 return None, f"{type(err).__name__}: {err}" if str(err) else type(err).__name__

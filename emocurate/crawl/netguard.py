@@ -15,6 +15,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+INET_ATON_CHARS = frozenset("0123456789abcdefx.")  # decimal, octal and 0x-hex parts; anything else is a host name
 
 
 class BlockedAddress(OSError):
@@ -60,15 +61,31 @@ class AddressGuard:
         reason = forbidden_reason(ip)
         if reason:
             where = f"is a {reason} address" if host.strip("[]") == str(ip) else f"resolves to {reason} address {ip}"
-            raise BlockedAddress(f"{host} {where}; exempt it with allow_hosts if intended")
+            raise BlockedAddress(f"{host} {where}; exempt it with allow_hosts if intended (a rerun with retry_failed fetches it)")
 
     def check_host(self, host: str) -> None:
-        """Check an IP-literal host now (aiohttp never resolves those); host names are checked by GuardedResolver."""
-        try:
-            ip = ipaddress.ip_address(host.strip("[]").split("%")[0])
-        except ValueError:
-            return
-        self.check_ip(host, ip)
+        """Check an IP-literal host now, in any spelling (aiohttp never resolves those); host names are checked by
+        GuardedResolver when connecting."""
+        ip = ip_literal(host)
+        if ip is not None:
+            self.check_ip(host, ip)
+
+
+def ip_literal(host: str) -> IPAddress | None:
+    """The address an IP-literal host names, or None for a host name. Accepts every spelling a resolver would turn into
+    an address: '127.0.0.2', '[::1]', '127.0.0.2.' and the inet_aton forms '2130706434', '127.2', '0x7f000002', '0177.0.0.2'."""
+    bare = host.strip("[]").split("%")[0]
+    try:
+        return ipaddress.ip_address(bare.rstrip("."))
+    except ValueError:
+        pass
+    bare = bare.rstrip(".")
+    if not bare or not set(bare.lower()) <= INET_ATON_CHARS or not bare[0].isdigit():
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(bare))
+    except OSError:
+        return None
 
 
 class GuardedResolver(AbstractResolver):

@@ -53,3 +53,20 @@ def test_resolver_refuses_names_that_resolve_to_loopback():
     with pytest.raises(BlockedAddress, match="localhost resolves to loopback"):
         asyncio.run(resolve(AddressGuard()))
     assert asyncio.run(resolve(AddressGuard(["localhost"])))
+
+
+@pytest.mark.parametrize(
+    "host, ip",
+    [
+        ("127.0.0.2", "127.0.0.2"), ("2130706434", "127.0.0.2"), ("127.2", "127.0.0.2"), ("0x7f000002", "127.0.0.2"),
+        ("0177.0.0.2", "127.0.0.2"), ("127.0.0.2.", "127.0.0.2"), ("[::1]", "::1"), ("0X7F.1", "127.0.0.1"),
+        ("example.org", None), ("cafe.be", None), ("0x1.com", None), ("1.2.3.4.5", None), ("", None),
+    ],
+)  # fmt: skip
+def test_every_spelling_of_an_address_is_checked(host, ip):
+    from emocurate.crawl.netguard import ip_literal
+
+    assert ip_literal(host) == (ipaddress.ip_address(ip) if ip else None)
+    if ip and ip != "::1":
+        with pytest.raises(BlockedAddress, match="loopback"):
+            AddressGuard(["127.0.0.3"]).check_host(host)

@@ -64,7 +64,11 @@ def test_x_robots_tag(values, expected):
 
 @pytest.mark.parametrize(
     "rules, delay",
-    [("Crawl-delay: 2", 2.0), ("Crawl-delay: 0.4", 1.0), ("Request-rate: 4/1", 0.25), ("Disallow: /x", 0.0)],
+    [
+        ("Crawl-delay: 2", 2.0), ("Crawl-delay: 0.4", 1.0), ("Crawl-delay: 3600", 3600.0), ("Request-rate: 4/1", 0.25),
+        ("Request-rate: 1/10s", 10.0), ("Request-rate: 1/5m", 300.0), ("request-rate: 3/1H 0800-1700", 1200.0),
+        ("Request-rate: 1/0.5", 1.0), ("Crawl-delay: 1\nRequest-rate: 1/20s", 20.0), ("Disallow: /x", 0.0),
+    ],  # fmt: skip
 )
 def test_crawl_delay(rules, delay):
     async def main():
@@ -78,3 +82,18 @@ def test_crawl_delay(rules, delay):
 
 async def _answer(value):
     return value
+
+
+def test_a_refused_host_raises_blocked_address_for_every_waiting_check():
+    from emocurate.crawl.netguard import BlockedAddress
+
+    async def fetch(url):
+        await asyncio.sleep(0.01)
+        raise BlockedAddress("h resolves to loopback address 127.0.0.1")
+
+    async def main():
+        cache = RobotsCache(fetch, UA)
+        return await asyncio.gather(*(cache.check(f"http://h/{i}.jpg") for i in range(3)), return_exceptions=True)
+
+    results = asyncio.run(main())
+    assert [type(r) for r in results] == [BlockedAddress] * 3 and "loopback" in str(results[2])
