@@ -23,7 +23,8 @@ from emocurate.crawl.netguard import AddressGuard
 class BackgroundCrawl:
     """Runs the fetches of `jobs` [(row, key, url)] on an event loop in a thread; `result(row)` waits for one result.
 
-    Every result is persisted through `writer` from the crawl thread (so a slow consumer cannot lose finished work);
+    Every result is persisted through `writer` from the crawl thread as it completes (journal commits on one writer
+    thread, so results that finish during an fsync share the next one; a slow consumer cannot lose finished work);
     at most `cfg.window` results wait for the consumer, which releases a slot per `result()` call.
     """
 
@@ -41,6 +42,8 @@ class BackgroundCrawl:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.main_task: asyncio.Task | None = None
         self.window: asyncio.Semaphore | None = None
+        self.commit_queued = False  # a journal commit waits on the writer thread; it takes every row added by then
+        self.flush_queued = False  # likewise a shard flush (one at a time, or a full shard becomes many small ones)
 
     def start(self) -> BackgroundCrawl:
         if self.jobs:
@@ -157,7 +160,20 @@ class BackgroundCrawl:
             self.progress.add(status, len(result.data or b""))
         self.results.put((row, result))
         if pending >= self.cfg.shard_rows:
-            write_pool.submit(self.writer.flush)
+            if not self.flush_queued:
+                self.flush_queued = True
+                write_pool.submit(self._flush)
+        elif not self.commit_queued:
+            self.commit_queued = True
+            write_pool.submit(self._commit)
+
+    def _commit(self) -> None:
+        self.commit_queued = False  # before committing: a row added from now on queues the next commit
+        self.writer.commit()
+
+    def _flush(self) -> None:
+        self.flush_queued = False
+        self.writer.flush()
 
     async def _flush_every(self, write_pool: ThreadPoolExecutor) -> None:
         while True:

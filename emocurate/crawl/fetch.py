@@ -4,7 +4,7 @@ decoding (decode.verify_image, in threads: JPEGs at 1/8 scale, still every byte 
 
 Why aiohttp: on this project's 2-core machine, against a loopback server of 2,000 JPEGs, aiohttp with 64 connections
 did 558-706 images/s with PIL decode in a thread pool, httpx 141-180 (its pool degrades as concurrency rises).
-It does not read URL lists or build records (urls.py), schedule the crawl (crawl_thread.py) or persist (crawl_state.py).
+It does not read URL lists or build records (sources/urls.py), schedule the crawl (background.py) or persist (state.py).
 """
 
 from __future__ import annotations
@@ -82,9 +82,10 @@ class CrawlConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Images with more pixels are too_large (decompression-bomb guard)."""
     shard_rows: int = 256
-    """Results per state shard; a shard is also written every `flush_seconds`."""
+    """Results per state shard; a shard is also written every `flush_seconds`. Each result is on disk (in the state's
+    journal, fsync'd) as soon as it completes: a killed crawl refetches only what was in flight."""
     flush_seconds: float = 10.0
-    """Longest time a finished result waits in memory before it is written to the state."""
+    """Longest time a finished result stays in the journal before it is compacted into a shard."""
     window: int = 1024
     """URLs fetched ahead of the consumer at most (bounds memory while a slow URL holds the input order)."""
 

@@ -1,5 +1,6 @@
-"""The crawl's memory on disk: one parquet shard per batch of fetch results, written atomically (tmp + rename), so a
-shard that exists is complete. Later shards supersede earlier ones for the same key (a retried URL).
+"""The crawl's memory on disk: each fetch result is appended to a journal (fsync'd, a few results per fsync) as it
+completes, so a killed crawl loses only what was in flight; batches are compacted into parquet shards written atomically
+(tmp + rename), so a shard that exists is complete. Later shards supersede earlier ones for the same key (a retried URL).
 
 Shard columns: key, row, url, status, error, http_status, attempts, sha256, body (bytes, only for ok), final_url,
 retryable, fetched_at. It does not fetch or decide anything; `crawl.py` writes it and `urls.py` reads it.
@@ -20,6 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 SHARD_GLOB = "fetch-*.parquet"
+JOURNAL_GLOB = "journal-*.arrows"  # journal-N holds the results that will become shard fetch-N
+REFUSED_BY_SETTINGS = ("blocked_address",)
+"""Failures that a changed setting (allow_hosts) lifts: retry_failed refetches them too."""
 ROW_GROUP = 32  # rows per parquet row group: a resumed body is read with its group, not its whole shard
 SCHEMA = pa.schema(
     [
@@ -43,20 +47,69 @@ def shard_paths(state_dir: Path) -> list[Path]:
     return sorted(Path(state_dir).glob(SHARD_GLOB))
 
 
+def index_of(path: Path) -> int:
+    """N of fetch-N.parquet or journal-N.arrows."""
+    return int(path.name.split(".")[0].split("-")[1])
+
+
+def open_journals(state_dir: Path) -> list[Path]:
+    """Journals whose shard was not written yet (a journal next to its shard was compacted, then the crawl died)."""
+    shards = {index_of(p) for p in shard_paths(state_dir)}
+    return [p for p in sorted(Path(state_dir).glob(JOURNAL_GLOB)) if index_of(p) not in shards]
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The complete results in a journal; a batch cut short by a kill (the tail) is not a result and is skipped."""
+    rows: list[dict[str, Any]] = []
+    try:
+        with open(path, "rb") as fh:
+            reader = pa.ipc.open_stream(fh)
+            while True:
+                rows += reader.read_next_batch().to_pylist()
+    except StopIteration:
+        pass
+    except (pa.ArrowInvalid, OSError, EOFError):
+        pass  # a truncated schema or batch: everything before it was read
+    return rows
+
+
+def fsync_path(path: Path) -> None:
+    """Make a file's bytes (or a folder's entries) survive a crash of the machine, not only of the process."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class ShardWriter:
-    """Collects result rows (thread-safe) and writes them as the next numbered shard on `flush()`."""
+    """Collects result rows (thread-safe); `commit()` appends the rows not yet on disk to the journal and fsyncs it,
+    `flush()` writes every row since the last shard as the next numbered shard and deletes its journal.
+
+    Opening a writer compacts the journals a killed crawl left into shards, so their results are not fetched again.
+    """
 
     def __init__(self, state_dir: Path):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.state_dir.glob(".fetch-*.tmp"):  # a shard interrupted mid-write; its rows are refetched
+        for stale in self.state_dir.glob(".fetch-*.tmp"):  # a shard interrupted mid-write; its journal still holds it
             stale.unlink()
         existing = shard_paths(self.state_dir)
-        self.next_index = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+        self.next_index = index_of(existing[-1]) + 1 if existing else 0
         self.rows: list[dict[str, Any]] = []
+        self.journaled = 0  # rows[:journaled] are in the journal
+        self.journal: tuple[Any, pa.ipc.RecordBatchStreamWriter] | None = None  # (file, stream writer) while open
         self.lock = threading.Lock()
         self.write_lock = threading.Lock()
         self.last_flush = time.monotonic()
+        pa.RecordBatch.from_pylist([], schema=SCHEMA)  # pyarrow's first conversion imports pandas (~1 s): not mid-crawl
+        left_open = open_journals(self.state_dir)
+        for journal in sorted(self.state_dir.glob(JOURNAL_GLOB)):
+            left = journal in left_open and read_journal(journal)
+            if left:
+                self.rows = left
+                self.flush()
+            journal.unlink(missing_ok=True)
 
     def add(self, row: dict[str, Any]) -> int:
         """Queue one row; returns how many rows wait for the next flush."""
@@ -64,27 +117,59 @@ class ShardWriter:
             self.rows.append(row)
             return len(self.rows)
 
-    def flush(self) -> Path | None:
-        """Write the waiting rows as one shard (tmp file, then rename); None when nothing waited."""
+    def commit(self) -> int:
+        """Append the rows added since the last commit to the journal and fsync it; returns how many were written."""
         with self.write_lock:
             with self.lock:
-                rows, self.rows = self.rows, []
+                new = self.rows[self.journaled :]
+                self.journaled = len(self.rows)
+            if not new:
+                return 0
+            try:
+                if self.journal is None:
+                    path = self.state_dir / f"journal-{self.next_index:06d}.arrows"
+                    fh = open(path, "wb")
+                    self.journal = (fh, pa.ipc.new_stream(fh, SCHEMA))
+                    fsync_path(self.state_dir)
+                fh, stream = self.journal
+                stream.write_batch(pa.RecordBatch.from_pylist(new, schema=SCHEMA))
+                fh.flush()
+                os.fsync(fh.fileno())
+            except BaseException:
+                with self.lock:  # not on disk: the next commit (or the shard) writes them
+                    self.journaled -= len(new)
+                raise
+            return len(new)
+
+    def flush(self) -> Path | None:
+        """Write the waiting rows as one shard (tmp file, fsync, rename), then drop its journal; None when nothing waited."""
+        with self.write_lock:
+            with self.lock:
+                rows, self.rows, self.journaled = self.rows, [], 0
                 self.last_flush = time.monotonic()
             if not rows:
                 return None
             path = self.state_dir / f"fetch-{self.next_index:06d}.parquet"
-            self.next_index += 1
             tmp = path.with_name(f".{path.name}.tmp")
             try:
                 table = pa.Table.from_pylist(rows, schema=SCHEMA)
                 pq.write_table(table, tmp, compression="none", row_group_size=ROW_GROUP)  # image bytes do not compress
+                fsync_path(tmp)
                 os.replace(tmp, path)
+                fsync_path(self.state_dir)
             except BaseException:  # keep the rows for the next flush rather than lose them
                 with self.lock:
                     self.rows[:0] = rows
-                self.next_index -= 1
                 raise
+            self.next_index += 1
+            self._drop_journal(index_of(path))
             return path
+
+    def _drop_journal(self, index: int) -> None:
+        if self.journal is not None:
+            self.journal[0].close()
+            self.journal = None
+        (self.state_dir / f"journal-{index:06d}.arrows").unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -104,35 +189,46 @@ class StateRow:
 
 
 class CrawlState:
-    """The latest result per key across all shards in `state_dir`; bodies are read lazily, one row group at a time."""
+    """The latest result per key across all shards in `state_dir` (and the journal of a crawl running or killed);
+    bodies are read lazily, one row group at a time."""
 
     def __init__(self, state_dir: Path):
         self.state_dir = Path(state_dir)
         self.rows: dict[str, StateRow] = {}
         columns = [f for f in SCHEMA.names if f not in ("body", "final_url", "fetched_at")]
         for path in shard_paths(self.state_dir):
-            table = pq.read_table(path, columns=columns).to_pylist()
-            for index, rec in enumerate(table):
-                key = rec.pop("key")
-                self.rows[key] = StateRow(shard=path, index=index, **rec)
+            self._add(path, pq.read_table(path, columns=columns).to_pylist())
+        for path in open_journals(self.state_dir):
+            self._add(path, [{k: r[k] for k in columns} for r in read_journal(path)])
         self._bodies: OrderedDict[tuple[Path, int], list[bytes | None]] = OrderedDict()
 
+    def _add(self, path: Path, records: list[dict[str, Any]]) -> None:
+        for index, rec in enumerate(records):
+            key = rec.pop("key")
+            self.rows[key] = StateRow(shard=path, index=index, **rec)
+
     def needs_fetch(self, key: str, retry_failed: bool) -> bool:
-        """Not done yet, or (with retry_failed) failed for a reason that may pass: timeout, connection, 429, 5xx."""
+        """Not done yet, or (with retry_failed) failed for a reason that may pass: timeout, connection, 429, 5xx, an
+        unreadable robots.txt, a Crawl-delay over the cap, or an address the guard refused (allow_hosts may now exempt it)."""
         known = self.rows.get(key)
-        return known is None or (retry_failed and known.status != "ok" and known.retryable)
+        lifted = known is not None and (known.retryable or known.status in REFUSED_BY_SETTINGS)
+        return known is None or (retry_failed and known.status != "ok" and lifted)
 
     def body(self, key: str) -> bytes | None:
         """The stored body of `key` (None unless ok); reads its row group and keeps the last 8 groups cached."""
         known = self.rows[key]
-        group = (known.shard, known.index // ROW_GROUP)
+        journal = known.shard.suffix == ".arrows"  # read whole: a journal holds at most one shard's rows
+        group = (known.shard, 0 if journal else known.index // ROW_GROUP)
         if group not in self._bodies:
-            table = pq.ParquetFile(known.shard).read_row_group(group[1], columns=["body"])
-            self._bodies[group] = table.column("body").to_pylist()
+            if journal:
+                self._bodies[group] = [r["body"] for r in read_journal(known.shard)]
+            else:
+                table = pq.ParquetFile(known.shard).read_row_group(group[1], columns=["body"])
+                self._bodies[group] = table.column("body").to_pylist()
             while len(self._bodies) > 8:
                 self._bodies.popitem(last=False)
         self._bodies.move_to_end(group)
-        return self._bodies[group][known.index % ROW_GROUP]
+        return self._bodies[group][known.index if journal else known.index % ROW_GROUP]
 
 
 def summary(state_dir: str | Path) -> dict[str, int]:

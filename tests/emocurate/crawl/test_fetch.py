@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 from emocurate.crawl.fetch import CrawlConfig, parse_retry_after
-from emocurate.crawl.state import runs, shard_paths, summary
+from emocurate.crawl.state import CrawlState, runs, shard_paths, summary
 from emocurate.sources.urls import iter_urls
 from tests.helpers.crawl_server import Body, CrawlServer, drip, fail_first, redirect, reset, status, truncated
 from tests.helpers.paths import REPO
@@ -223,9 +223,10 @@ def test_rerun_fetches_nothing_and_retry_failed_retries_only_retryable(server, t
         for it in iter_urls(str(path), state, test_config(retry_failed=True, read_timeout=0.2))
     }
     delta = {p: n - before[p] for p, n in server.requests.items() if n != before[p]}
-    # retryable failures (503, reset, truncated, slow) refetched; ok ones, 404s, robots, redirects never
+    # retryable failures (503, reset, truncated, slow) and refused addresses (allow_hosts may have changed) refetched;
+    # ok ones, 404s, robots, redirect loops never
     assert delta.pop("/robots.txt") == 1  # cached per run, read again by a new run
-    assert set(delta) == {"/always503.jpg", "/reset.jpg", "/truncated.jpg", "/slow.jpg"}
+    assert set(delta) == {"/always503.jpg", "/reset.jpg", "/truncated.jpg", "/slow.jpg", "/escape.jpg"}
     assert retried[server.url("/always503.jpg")] == "ok" and retried[server.url("/reset.jpg")] == "ok"
     assert retried[server.url("/missing.jpg")] == "http_error"
     assert summary(state)["ok"] == list(expected.values()).count("ok") + 2
@@ -349,8 +350,8 @@ def test_sigkill_midway_then_restart_fetches_no_successful_url_twice(tmp_path):
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen([sys.executable, "-c", CRAWL_SCRIPT, str(path), str(state)], env=env)
         deadline = time.monotonic() + 30
-        while len(shard_paths(state)) < 3 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
+        while (len(shard_paths(state)) < 3 or len(_ok_urls(state)) < 30) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert proc.returncode == -signal.SIGKILL, "the crawl finished before it could be killed"
@@ -369,14 +370,47 @@ def test_sigkill_midway_then_restart_fetches_no_successful_url_twice(tmp_path):
         assert summary(state) == {"ok": len(good)}
 
 
-def _ok_urls(state: Path) -> list[str]:
-    import pyarrow.parquet as pq
+JOURNAL_SCRIPT = """
+import sys
+from pathlib import Path
+from emocurate.crawl.fetch import CrawlConfig
+from emocurate.sources.urls import iter_urls
+cfg = CrawlConfig(concurrency=4, per_host=4, allow_hosts=["127.0.0.1"], shard_rows=10_000, flush_seconds=3600)
+for item in iter_urls(sys.argv[1], Path(sys.argv[2]), cfg):
+    pass
+"""
 
-    urls = []
-    for shard in shard_paths(state):
-        table = pq.read_table(shard, columns=["url", "status"]).to_pylist()
-        urls += [r["url"] for r in table if r["status"] == "ok"]
-    return urls
+
+def test_sigkill_before_any_shard_refetches_only_what_was_in_flight(tmp_path):
+    good = {f"/j/{i}.jpg": image_bytes(60_000 + i) for i in range(120)}
+    with CrawlServer({p: Body(d) for p, d in good.items()}, delay=0.02) as srv:
+        path = tmp_path / "urls.txt"
+        path.write_text("\n".join(srv.url(p) for p in good) + "\n")
+        state = tmp_path / "state"
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        proc = subprocess.Popen([sys.executable, "-c", JOURNAL_SCRIPT, str(path), str(state)], env=env)
+        deadline = time.monotonic() + 30
+        while sum(srv.requests[p] for p in good) < 40 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL, "the crawl finished before it could be killed"
+        assert not shard_paths(state)  # no shard yet: only the journal holds the results
+        first_run = srv.requests.copy()
+        assert sum(first_run[p] for p in good) >= 40
+        assert summary(state)["ok"] >= 30  # the journal is read by status too
+
+        items = list(iter_urls(str(path), state, test_config()))
+        assert [it.data for it in items] == list(good.values())
+        refetched = [p for p in good if first_run[p] and srv.requests[p] > first_run[p]]
+        assert len(refetched) <= 4 + 4, refetched  # the 4 requests in flight (+ a few awaiting their fsync)
+        assert all(srv.requests[p] - first_run[p] == 1 for p in good if not first_run[p])
+        assert summary(state) == {"ok": len(good)} and not list(state.glob("journal-*"))
+
+
+def _ok_urls(state: Path) -> list[str]:
+    """URLs saved as ok, in shards or in the journal."""
+    return [r.url for r in CrawlState(state).rows.values() if r.status == "ok"] if state.exists() else []
 
 
 @pytest.mark.parametrize(
