@@ -40,6 +40,9 @@ class CurateRecipe:
     `urls:FILE`, `demo`. The first occurrence of an image (in this order) wins over later duplicates."""
     emotions: list[str] = field(default_factory=lambda: list(EMOTIONS))
     """Emotions the dataset keeps (a subset of Mikels' eight); items whose emotion is outside it are dropped by classify."""
+    follow_symlinks: bool = False
+    """Whether `folder:` sources read symlinks that lead outside their folder. By default a folder source stays inside
+    it: such links (and loops) are recorded as dropped with the reason; links within the folder are always followed."""
     limit: Optional[int] = None
     """Read at most this many input items in total (across all sources, in order); None reads everything."""
     shard_size: int = 256

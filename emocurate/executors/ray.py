@@ -198,7 +198,7 @@ def ingest_all(recipe, run_dir: Path, progress, in_flight: int, crawl_cfg=None) 
             shards.write_shard(run_dir, "ingest", pending.pop(ready[0]), _from_ipc(ray.get(ready[0])))
 
     index, seq, buffer = 0, 0, []
-    for item in iter_items(recipe.sources, run_dir, recipe.limit, progress, crawl_cfg):
+    for item in iter_items(recipe.sources, run_dir, recipe.limit, progress, crawl_cfg, recipe.follow_symlinks):
         buffer.append(None if shards.is_done(run_dir, "ingest", index) else item)  # stored shards: only counted
         progress("ingest", 1, recipe.limit)
         if len(buffer) == recipe.shard_size:

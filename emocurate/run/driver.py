@@ -44,7 +44,7 @@ def ingest_all(recipe: CurateRecipe, run_dir: Path, progress, crawl_cfg=None) ->
         seq += len(buffer)
         index, buffer = index + 1, []
 
-    for item in iter_items(recipe.sources, run_dir, recipe.limit, progress, crawl_cfg):
+    for item in iter_items(recipe.sources, run_dir, recipe.limit, progress, crawl_cfg, recipe.follow_symlinks):
         # an item of an already stored shard is only counted: no bytes kept in memory
         buffer.append(None if shards.is_done(run_dir, "ingest", index) else item)
         progress("ingest", 1, recipe.limit)

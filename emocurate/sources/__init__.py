@@ -47,14 +47,16 @@ def parse_spec(spec: str) -> SourceSpec:
 
 
 def iter_items(
-    specs: Sequence[str], run_dir: Optional[Path], limit: Optional[int] = None, progress=None, crawl_cfg=None
+    specs: Sequence[str], run_dir: Optional[Path], limit: Optional[int] = None, progress=None, crawl_cfg=None,
+    follow_symlinks: bool = False,
 ) -> Iterator[SourceItem]:
     """Yield every source's items in order, at most `limit` in total. `progress(task, advance, total)` is optional.
 
-    `run_dir` holds what `demo` writes and the crawler's state (`urls:`); other sources do not need it."""
+    `run_dir` holds what `demo` writes and the crawler's state (`urls:`); other sources do not need it.
+    `follow_symlinks`: `folder:` sources also read symlinks leading outside their folder (see sources/folder.py)."""
     count = 0
     for spec in specs:
-        for item in _iter_one(spec, run_dir, crawl_cfg, progress):
+        for item in _iter_one(spec, run_dir, crawl_cfg, progress, follow_symlinks):
             if limit is not None and count >= limit:
                 return
             count += 1
@@ -63,7 +65,7 @@ def iter_items(
             return
 
 
-def _iter_one(spec: str, run_dir: Optional[Path], crawl_cfg, progress) -> Iterator[SourceItem]:
+def _iter_one(spec: str, run_dir: Optional[Path], crawl_cfg, progress, follow_symlinks: bool) -> Iterator[SourceItem]:
     parsed = parse_spec(spec)
     if parsed.kind in ("demo", "urls") and run_dir is None:
         raise ValueError(f"source {spec!r} needs a run folder (it writes files or crawl state there)")
@@ -71,7 +73,7 @@ def _iter_one(spec: str, run_dir: Optional[Path], crawl_cfg, progress) -> Iterat
     if parsed.kind == "folder":
         from emocurate.sources.folder import iter_folder
 
-        return iter_folder(parsed.target, spec)
+        return iter_folder(parsed.target, spec, follow_symlinks)
     if parsed.kind == "hf":
         from emocurate.sources.hf import iter_hf
 
