@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from emocurate.core.filemode import follow_umask
+
 PREFIX = "checkpoint-"
 
 
@@ -77,6 +79,7 @@ def save(accelerator, folder: Path, step: int, position: int, modules: dict, opt
     if accelerator.is_main_process:
         state = {"step": step, "position": position, "num_processes": accelerator.num_processes, **(extra or {})}
         (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")  # written last
+        follow_umask(tmp)  # safetensors writes 0600
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
         for old in checkpoints(folder)[:-keep]:

@@ -12,6 +12,7 @@ from typing import Literal, Mapping
 import torch
 
 from emocurate.core.emotions import polarity_of
+from emocurate.core.filemode import follow_umask
 from emotrain.model.hilora import HiLoRALinear, hilora_layers
 
 Format = Literal["diffusers", "kohya"]
@@ -92,6 +93,7 @@ def save_lora(state_dict: Mapping[str, torch.Tensor], out_dir: str | Path, fmt: 
     path = out_dir / (DIFFUSERS_WEIGHT_NAME if fmt == "diffusers" else f"{name}.safetensors")
     tmp = path.with_suffix(".tmp")
     save_file({k: v.contiguous() for k, v in state_dict.items()}, str(tmp), metadata=metadata)
+    follow_umask(tmp)  # safetensors writes 0600
     tmp.replace(path)
     return path
 
@@ -112,6 +114,7 @@ def save_textual_inversion(path: str | Path, token: str, embeddings: torch.Tenso
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({token: embeddings.detach().float().cpu().contiguous()}, str(path), metadata={"format": "pt"})
+    follow_umask(path)
     return path
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from emocurate.core.filemode import follow_umask
 from emotrain.recipe import TrainRecipe
 
 logger = logging.getLogger(__name__)
@@ -313,6 +314,8 @@ def train(
                   str(out / "hilora.safetensors"), metadata={"emotions": ",".join(emotions)})
         accelerator.unwrap_model(mapper).save_pretrained(out / "mapper")
         accelerator.unwrap_model(encoder).save_pretrained(out / "encoder")
+        for written in ("hilora.safetensors", "mapper", "encoder"):
+            follow_umask(out / written)  # safetensors writes 0600
         config = {
             "emotions": emotions,
             "polarity": {e: POLARITY[e] for e in emotions},

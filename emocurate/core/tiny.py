@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from emocurate.core.filemode import follow_umask
+
 TINY_PREFIX = "tiny:"
 
 
@@ -38,6 +40,7 @@ def resolve(model_id: str) -> str:
             if not (target / ".complete").exists():
                 tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{name}-"))
                 BUILDERS[name](tmp)
+                follow_umask(tmp)  # mkdtemp makes it 0700, safetensors files 0600
                 (tmp / ".complete").write_text("ok\n")  # written last: its presence means the folder is whole
                 shutil.rmtree(target, ignore_errors=True)  # a partial folder from a killed build
                 tmp.rename(target)

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from emocurate.core.emotions import EMOTIONS, check_emotions
+from emocurate.core.filemode import follow_umask
 
 WEIGHTS_FILE = "probe.safetensors"
 CONFIG_FILE = "probe_config.json"
@@ -71,6 +72,7 @@ def save_probe(probe: Probe, folder: str | os.PathLike, metrics: dict | None = N
     tensors = {k: np.ascontiguousarray(getattr(probe, k), dtype=np.float32) for k in ("weight", "bias", "mean", "std")}
     tmp = folder / (WEIGHTS_FILE + ".tmp")
     save_file(tensors, str(tmp), metadata={"format": FORMAT})
+    follow_umask(tmp)  # safetensors writes 0600
     os.replace(tmp, folder / WEIGHTS_FILE)
     config = {
         "format": FORMAT, "clip_model": probe.clip_model, "clip_revision": probe.clip_revision,

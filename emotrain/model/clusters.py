@@ -13,6 +13,8 @@ from typing import Sequence
 
 import torch
 
+from emocurate.core.filemode import follow_umask
+
 FULL_COVARIANCE_MAX_DIM = 4096
 """Full covariance of T*Dv dims (263,168 for ViT-L/14) would not fit; it is offered only up to this size."""
 
@@ -114,6 +116,7 @@ class EmotionClusters:
             if e in self.covariance:
                 tensors[f"{e}.covariance"] = self.covariance[e].contiguous()
         save_file(tensors, str(path), metadata={"emotions": ",".join(self.mean), "format": "per-token diagonal Gaussian"})
+        follow_umask(path)  # safetensors writes 0600
 
     @classmethod
     def load(cls, path: str | Path) -> "EmotionClusters":

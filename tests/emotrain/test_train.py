@@ -86,6 +86,10 @@ def test_run_folder_outputs(trained_run):
     assert (trained_run / "validation" / "step-00000004.png").is_file()
     keys = load_file(str(trained_run / "hilora.safetensors")).keys()
     assert any(k.endswith("emotion.awe.lora_A.weight") for k in keys)
+    from emocurate.core.filemode import current_umask
+    from tests.helpers.umask import wrong_modes
+
+    assert wrong_modes(trained_run, current_umask()) == {}  # safetensors alone writes 0600
     assert any(k.endswith("polarity.negative.lora_B.weight") for k in keys)
 
 
