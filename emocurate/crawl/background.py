@@ -23,8 +23,8 @@ from emocurate.crawl.netguard import AddressGuard
 class BackgroundCrawl:
     """Runs the fetches of `jobs` [(row, key, url)] on an event loop in a thread; `result(row)` waits for one result.
 
-    Every result is persisted through `writer` from the crawl thread as it completes (journal commits on one writer
-    thread, so results that finish during an fsync share the next one; a slow consumer cannot lose finished work);
+    Every result is persisted through `writer` as it completes (commits on one writer thread, so results that finish
+    during an fsync share the next one; a slow consumer cannot lose finished work);
     at most `cfg.window` results wait for the consumer, which releases a slot per `result()` call.
     """
 
@@ -42,8 +42,7 @@ class BackgroundCrawl:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.main_task: asyncio.Task | None = None
         self.window: asyncio.Semaphore | None = None
-        self.commit_queued = False  # a journal commit waits on the writer thread; it takes every row added by then
-        self.flush_queued = False  # likewise a shard flush (one at a time, or a full shard becomes many small ones)
+        self.commit_queued = False  # a commit waits on the writer thread; it takes every row added by then
 
     def start(self) -> BackgroundCrawl:
         if self.jobs:
@@ -83,7 +82,7 @@ class BackgroundCrawl:
                 pass
         if self.thread.ident is not None:
             self.thread.join()
-        self.writer.flush()
+        self.writer.close()
 
     def _thread_main(self) -> None:
         try:
@@ -105,11 +104,9 @@ class BackgroundCrawl:
             if not task.cancelled() and task.exception() is not None:
                 crashed.append(task.exception())
 
-        flusher = None
         try:
             async with make_session(self.cfg) as session:
                 fetcher = Fetcher(self.cfg, session, AddressGuard(self.cfg.allow_hosts), decode_pool)
-                flusher = asyncio.create_task(self._flush_every(write_pool))
                 for row, key, url in self.jobs:
                     await self.window.acquire()
                     if crashed:
@@ -122,11 +119,10 @@ class BackgroundCrawl:
                 if crashed:  # a bug in the crawl itself (fetch errors are results): stop and surface it
                     raise crashed[0]
         finally:
-            for task in [*tasks, flusher]:
-                if task is not None:
-                    task.cancel()
-            await asyncio.gather(*tasks, *([flusher] if flusher else []), return_exceptions=True)
-            write_pool.submit(self.writer.flush).result()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            write_pool.submit(self.writer.close).result()
             write_pool.shutdown()
             decode_pool.shutdown(wait=True, cancel_futures=True)
 
@@ -144,7 +140,7 @@ class BackgroundCrawl:
 
     async def _one(self, fetcher: Fetcher, row: int, key: str, url: str, write_pool: ThreadPoolExecutor) -> None:
         result = await self._fetch_shared(fetcher, url)
-        pending = self.writer.add(
+        self.writer.add(
             {
                 "key": key, "row": row, "url": url, "status": result.status, "error": result.error,
                 "http_status": result.http_status, "attempts": result.attempts, "sha256": result.sha256,
@@ -159,24 +155,10 @@ class BackgroundCrawl:
                 self.seen_sha.add(result.sha256)
             self.progress.add(status, len(result.data or b""))
         self.results.put((row, result))
-        if pending >= self.cfg.shard_rows:
-            if not self.flush_queued:
-                self.flush_queued = True
-                write_pool.submit(self._flush)
-        elif not self.commit_queued:
+        if not self.commit_queued:
             self.commit_queued = True
             write_pool.submit(self._commit)
 
     def _commit(self) -> None:
         self.commit_queued = False  # before committing: a row added from now on queues the next commit
         self.writer.commit()
-
-    def _flush(self) -> None:
-        self.flush_queued = False
-        self.writer.flush()
-
-    async def _flush_every(self, write_pool: ThreadPoolExecutor) -> None:
-        while True:
-            await asyncio.sleep(min(1.0, self.cfg.flush_seconds))
-            if time.monotonic() - self.writer.last_flush >= self.cfg.flush_seconds:
-                write_pool.submit(self.writer.flush)

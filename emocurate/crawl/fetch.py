@@ -82,10 +82,8 @@ class CrawlConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
     """Images with more pixels are too_large (decompression-bomb guard)."""
     shard_rows: int = 256
-    """Results per state shard; a shard is also written every `flush_seconds`. Each result is on disk (in the state's
-    journal, fsync'd) as soon as it completes: a killed crawl refetches only what was in flight."""
-    flush_seconds: float = 10.0
-    """Longest time a finished result stays in the journal before it is compacted into a shard."""
+    """Results per state shard. Each result is appended to its shard (fsync'd) as soon as it completes: a killed crawl
+    refetches only what was in flight."""
     window: int = 1024
     """URLs fetched ahead of the consumer at most (bounds memory while a slow URL holds the input order)."""
 
@@ -98,7 +96,7 @@ class CrawlConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"crawl.{name} must be an integer >= 0; got {value!r}")
-        for name in ("connect_timeout", "read_timeout", "backoff_max", "max_crawl_delay", "flush_seconds"):
+        for name in ("connect_timeout", "read_timeout", "backoff_max", "max_crawl_delay"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"crawl.{name} must be > 0 seconds; got {getattr(self, name)!r}")
         if not self.backoff_base >= 0:

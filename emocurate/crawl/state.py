@@ -1,9 +1,10 @@
-"""The crawl's memory on disk: each fetch result is appended to a journal (fsync'd, a few results per fsync) as it
-completes, so a killed crawl loses only what was in flight; batches are compacted into parquet shards written atomically
-(tmp + rename), so a shard that exists is complete. Later shards supersede earlier ones for the same key (a retried URL).
+"""The crawl's memory on disk: numbered shards of fetch results. Each result is appended to the open shard (an Arrow
+IPC stream, fsync'd; results that finish during one fsync share the next) as it completes, so a killed crawl refetches
+only what was in flight; a batch cut short by the kill is ignored on reading. Later shards supersede earlier ones for
+the same key (a retried URL). Shards of older versions (parquet, written whole) are still read.
 
 Shard columns: key, row, url, status, error, http_status, attempts, sha256, body (bytes, only for ok), final_url,
-retryable, fetched_at. It does not fetch or decide anything; `crawl.py` writes it and `urls.py` reads it.
+retryable, fetched_at. It does not fetch or decide anything; background.py writes it and sources/urls.py reads it.
 """
 
 from __future__ import annotations
@@ -20,11 +21,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-SHARD_GLOB = "fetch-*.parquet"
-JOURNAL_GLOB = "journal-*.arrows"  # journal-N holds the results that will become shard fetch-N
+SHARD_SUFFIXES = (".arrows", ".parquet")  # fetch-N.arrows: appended per result; fetch-N.parquet: older versions
 REFUSED_BY_SETTINGS = ("blocked_address",)
 """Failures that a changed setting (allow_hosts) lifts: retry_failed refetches them too."""
-ROW_GROUP = 32  # rows per parquet row group: a resumed body is read with its group, not its whole shard
+ROW_GROUP = 32  # rows per parquet row group in older shards: a resumed body is read with its group
 SCHEMA = pa.schema(
     [
         ("key", pa.string()),
@@ -43,38 +43,34 @@ SCHEMA = pa.schema(
 )
 
 
-def shard_paths(state_dir: Path) -> list[Path]:
-    return sorted(Path(state_dir).glob(SHARD_GLOB))
-
-
 def index_of(path: Path) -> int:
-    """N of fetch-N.parquet or journal-N.arrows."""
+    """N of fetch-N.arrows or fetch-N.parquet."""
     return int(path.name.split(".")[0].split("-")[1])
 
 
-def open_journals(state_dir: Path) -> list[Path]:
-    """Journals whose shard was not written yet (a journal next to its shard was compacted, then the crawl died)."""
-    shards = {index_of(p) for p in shard_paths(state_dir)}
-    return [p for p in sorted(Path(state_dir).glob(JOURNAL_GLOB)) if index_of(p) not in shards]
+def shard_paths(state_dir: Path) -> list[Path]:
+    """Every shard, oldest first."""
+    paths = [p for p in Path(state_dir).glob("fetch-*") if p.suffix in SHARD_SUFFIXES]
+    return sorted(paths, key=index_of)
 
 
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    """The complete results in a journal; a batch cut short by a kill (the tail) is not a result and is skipped."""
-    rows: list[dict[str, Any]] = []
+def read_batches(path: Path) -> list[pa.RecordBatch]:
+    """The complete batches of a shard stream, memory-mapped (bodies are not copied); a batch cut short by a kill, at
+    the end, is skipped."""
+    batches: list[pa.RecordBatch] = []
     try:
-        with open(path, "rb") as fh:
-            reader = pa.ipc.open_stream(fh)
-            while True:
-                rows += reader.read_next_batch().to_pylist()
+        reader = pa.ipc.open_stream(pa.memory_map(str(path)))
+        while True:
+            batches.append(reader.read_next_batch())
     except StopIteration:
         pass
     except (pa.ArrowInvalid, OSError, EOFError):
         pass  # a truncated schema or batch: everything before it was read
-    return rows
+    return batches
 
 
 def fsync_path(path: Path) -> None:
-    """Make a file's bytes (or a folder's entries) survive a crash of the machine, not only of the process."""
+    """Make a folder's entries survive a crash of the machine, not only of the process."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -83,93 +79,78 @@ def fsync_path(path: Path) -> None:
 
 
 class ShardWriter:
-    """Collects result rows (thread-safe); `commit()` appends the rows not yet on disk to the journal and fsyncs it,
-    `flush()` writes every row since the last shard as the next numbered shard and deletes its journal.
+    """Collects result rows (thread-safe); `commit()` appends the rows not yet on disk to the open shard and fsyncs it,
+    starting the next shard once one holds `shard_rows` rows; `close()` commits and closes the open shard.
 
-    Opening a writer compacts the journals a killed crawl left into shards, so their results are not fetched again.
-    """
+    A new writer never appends to an existing shard (one a killed crawl left may end in a torn batch): it starts the
+    next number."""
 
-    def __init__(self, state_dir: Path):
+    def __init__(self, state_dir: Path, shard_rows: int = 256):
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.state_dir.glob(".fetch-*.tmp"):  # a shard interrupted mid-write; its journal still holds it
+        self.shard_rows = shard_rows
+        for stale in self.state_dir.glob(".fetch-*.tmp"):  # an older version's shard interrupted mid-write
             stale.unlink()
         existing = shard_paths(self.state_dir)
         self.next_index = index_of(existing[-1]) + 1 if existing else 0
-        self.rows: list[dict[str, Any]] = []
-        self.journaled = 0  # rows[:journaled] are in the journal
-        self.journal: tuple[Any, pa.ipc.RecordBatchStreamWriter] | None = None  # (file, stream writer) while open
+        self.rows: list[dict[str, Any]] = []  # added, not yet on disk
+        self.shard: tuple[Any, pa.ipc.RecordBatchStreamWriter, Path] | None = None  # (file, stream, path) while open
+        self.in_shard = 0  # rows in the open shard
         self.lock = threading.Lock()
         self.write_lock = threading.Lock()
-        self.last_flush = time.monotonic()
         pa.RecordBatch.from_pylist([], schema=SCHEMA)  # pyarrow's first conversion imports pandas (~1 s): not mid-crawl
-        left_open = open_journals(self.state_dir)
-        for journal in sorted(self.state_dir.glob(JOURNAL_GLOB)):
-            left = journal in left_open and read_journal(journal)
-            if left:
-                self.rows = left
-                self.flush()
-            journal.unlink(missing_ok=True)
 
-    def add(self, row: dict[str, Any]) -> int:
-        """Queue one row; returns how many rows wait for the next flush."""
+    def add(self, row: dict[str, Any]) -> None:
+        """Queue one row for the next commit."""
         with self.lock:
             self.rows.append(row)
-            return len(self.rows)
 
     def commit(self) -> int:
-        """Append the rows added since the last commit to the journal and fsync it; returns how many were written."""
+        """Append the waiting rows to the open shard (opening the next one when needed) and fsync it; returns how many
+        were written. On an error the rows stay queued for the next commit."""
         with self.write_lock:
             with self.lock:
-                new = self.rows[self.journaled :]
-                self.journaled = len(self.rows)
-            if not new:
-                return 0
+                rows, self.rows = self.rows, []
+            written = 0
             try:
-                if self.journal is None:
-                    path = self.state_dir / f"journal-{self.next_index:06d}.arrows"
-                    fh = open(path, "wb")
-                    self.journal = (fh, pa.ipc.new_stream(fh, SCHEMA))
-                    fsync_path(self.state_dir)
-                fh, stream = self.journal
-                stream.write_batch(pa.RecordBatch.from_pylist(new, schema=SCHEMA))
-                fh.flush()
-                os.fsync(fh.fileno())
+                while rows:
+                    if self.shard is None:
+                        self._open()
+                    take = rows[: self.shard_rows - self.in_shard]
+                    fh, stream, _ = self.shard
+                    stream.write_batch(pa.RecordBatch.from_pylist(take, schema=SCHEMA))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                    rows = rows[len(take) :]
+                    written += len(take)
+                    self.in_shard += len(take)
+                    if self.in_shard >= self.shard_rows:
+                        self._close()
             except BaseException:
-                with self.lock:  # not on disk: the next commit (or the shard) writes them
-                    self.journaled -= len(new)
-                raise
-            return len(new)
-
-    def flush(self) -> Path | None:
-        """Write the waiting rows as one shard (tmp file, fsync, rename), then drop its journal; None when nothing waited."""
-        with self.write_lock:
-            with self.lock:
-                rows, self.rows, self.journaled = self.rows, [], 0
-                self.last_flush = time.monotonic()
-            if not rows:
-                return None
-            path = self.state_dir / f"fetch-{self.next_index:06d}.parquet"
-            tmp = path.with_name(f".{path.name}.tmp")
-            try:
-                table = pa.Table.from_pylist(rows, schema=SCHEMA)
-                pq.write_table(table, tmp, compression="none", row_group_size=ROW_GROUP)  # image bytes do not compress
-                fsync_path(tmp)
-                os.replace(tmp, path)
-                fsync_path(self.state_dir)
-            except BaseException:  # keep the rows for the next flush rather than lose them
                 with self.lock:
                     self.rows[:0] = rows
                 raise
-            self.next_index += 1
-            self._drop_journal(index_of(path))
-            return path
+            return written
 
-    def _drop_journal(self, index: int) -> None:
-        if self.journal is not None:
-            self.journal[0].close()
-            self.journal = None
-        (self.state_dir / f"journal-{index:06d}.arrows").unlink(missing_ok=True)
+    def close(self) -> None:
+        """Commit what waits and close the open shard (the next commit starts a new one)."""
+        self.commit()
+        with self.write_lock:
+            self._close()
+
+    def _open(self) -> None:
+        path = self.state_dir / f"fetch-{self.next_index:06d}.arrows"
+        fh = open(path, "xb")  # never an existing shard
+        self.shard, self.in_shard = (fh, pa.ipc.new_stream(fh, SCHEMA), path), 0
+        self.next_index += 1
+        fsync_path(self.state_dir)  # the new file's name is durable too
+
+    def _close(self) -> None:
+        if self.shard is not None:
+            fh, stream, _ = self.shard
+            stream.close()  # the end-of-stream marker
+            fh.close()
+            self.shard = None
 
 
 @dataclass(frozen=True)
@@ -189,23 +170,23 @@ class StateRow:
 
 
 class CrawlState:
-    """The latest result per key across all shards in `state_dir` (and the journal of a crawl running or killed);
-    bodies are read lazily, one row group at a time."""
+    """The latest result per key across all shards in `state_dir` (also those a running or killed crawl is writing);
+    bodies are read lazily: a memory-mapped stream shard, or an older parquet shard one row group at a time."""
 
     def __init__(self, state_dir: Path):
         self.state_dir = Path(state_dir)
         self.rows: dict[str, StateRow] = {}
         columns = [f for f in SCHEMA.names if f not in ("body", "final_url", "fetched_at")]
         for path in shard_paths(self.state_dir):
-            self._add(path, pq.read_table(path, columns=columns).to_pylist())
-        for path in open_journals(self.state_dir):
-            self._add(path, [{k: r[k] for k in columns} for r in read_journal(path)])
-        self._bodies: OrderedDict[tuple[Path, int], list[bytes | None]] = OrderedDict()
-
-    def _add(self, path: Path, records: list[dict[str, Any]]) -> None:
-        for index, rec in enumerate(records):
-            key = rec.pop("key")
-            self.rows[key] = StateRow(shard=path, index=index, **rec)
+            if path.suffix == ".parquet":
+                records = pq.read_table(path, columns=columns).to_pylist()
+            else:
+                batches = read_batches(path)
+                records = pa.Table.from_batches(batches, SCHEMA).select(columns).to_pylist() if batches else []
+            for index, rec in enumerate(records):
+                key = rec.pop("key")
+                self.rows[key] = StateRow(shard=path, index=index, **rec)
+        self._bodies: OrderedDict[tuple[Path, int], pa.ChunkedArray | list[bytes | None]] = OrderedDict()
 
     def needs_fetch(self, key: str, retry_failed: bool) -> bool:
         """Not done yet, or (with retry_failed) failed for a reason that may pass: timeout, connection, 429, 5xx, an
@@ -215,20 +196,22 @@ class CrawlState:
         return known is None or (retry_failed and known.status != "ok" and lifted)
 
     def body(self, key: str) -> bytes | None:
-        """The stored body of `key` (None unless ok); reads its row group and keeps the last 8 groups cached."""
+        """The stored body of `key` (None unless ok); keeps the last 8 shards (or parquet row groups) open."""
         known = self.rows[key]
-        journal = known.shard.suffix == ".arrows"  # read whole: a journal holds at most one shard's rows
-        group = (known.shard, 0 if journal else known.index // ROW_GROUP)
+        stream = known.shard.suffix == ".arrows"
+        group = (known.shard, 0 if stream else known.index // ROW_GROUP)
         if group not in self._bodies:
-            if journal:
-                self._bodies[group] = [r["body"] for r in read_journal(known.shard)]
+            if stream:  # memory-mapped: only the pages of bodies read are touched
+                self._bodies[group] = pa.Table.from_batches(read_batches(known.shard), SCHEMA).column("body")
             else:
                 table = pq.ParquetFile(known.shard).read_row_group(group[1], columns=["body"])
                 self._bodies[group] = table.column("body").to_pylist()
             while len(self._bodies) > 8:
                 self._bodies.popitem(last=False)
         self._bodies.move_to_end(group)
-        return self._bodies[group][known.index if journal else known.index % ROW_GROUP]
+        if stream:
+            return self._bodies[group][known.index].as_py()
+        return self._bodies[group][known.index % ROW_GROUP]
 
 
 def summary(state_dir: str | Path) -> dict[str, int]:

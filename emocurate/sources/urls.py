@@ -108,7 +108,6 @@ def iter_urls(
     """
     rows = read_url_list(path, cfg)
     state_dir = Path(state_dir)
-    writer = ShardWriter(state_dir)  # first: it compacts the journal a killed crawl left
     state = CrawlState(state_dir)
     record_run(state_dir, {"source": f"urls:{path}", "urls": len(rows), **cfg.settings()})
     jobs = [(n, row.key, row.url) for n, row in enumerate(rows) if state.needs_fetch(row.key, cfg.retry_failed)]
@@ -121,7 +120,7 @@ def iter_urls(
             if known.status == "ok":
                 seen.add(known.sha256)
     counts.resumed = counts.done
-    crawl = BackgroundCrawl(jobs, cfg, writer, counts, seen).start()
+    crawl = BackgroundCrawl(jobs, cfg, ShardWriter(state_dir, cfg.shard_rows), counts, seen).start()
     report = ProgressReporter(progress, on_counts, len(rows))
 
     def tick(force: bool = False) -> None:
