@@ -2,7 +2,7 @@
 
     python benchmarks/crawl_vs_img2dataset.py --n 3000            # creates benchmarks/.venv-img2dataset on first use
 
-Both clients run as their own subprocess against one server process (tests/crawl_server.py) serving N generated JPEGs
+Both clients run as their own subprocess against one server process (tests/helpers/crawl_server.py) serving N generated JPEGs
 (64-768 px a side, ~5-150 KB) on 127.0.0.1, so neither shares a GIL with the server. img2dataset 1.47.0 lives in its own
 virtual environment (it pins pandas<3 and albumentations<2); NO_ALBUMENTATIONS_UPDATE=1 stops it calling PyPI, and it
 only fetches the URLs given, so all traffic stays on loopback.
@@ -75,7 +75,7 @@ def make_images(n: int, folder: Path, seed: int = 0) -> list[Path]:
 def serve(folder: str, port_queue: mp.Queue) -> None:
     """Server process: every JPEG under `/img/NAME`, robots.txt absent (404: allowed)."""
     sys.path.insert(0, str(REPO))
-    from tests.crawl_server import Body, CrawlServer
+    from tests.helpers.crawl_server import Body, CrawlServer
 
     routes = {f"/img/{p.name}": Body(p.read_bytes()) for p in sorted(Path(folder).glob("*.jpg"))}
     with CrawlServer(routes) as server:
