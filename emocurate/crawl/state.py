@@ -94,7 +94,7 @@ class ShardWriter:
         existing = shard_paths(self.state_dir)
         self.next_index = index_of(existing[-1]) + 1 if existing else 0
         self.rows: list[dict[str, Any]] = []  # added, not yet on disk
-        self.shard: tuple[Any, pa.ipc.RecordBatchStreamWriter, Path] | None = None  # (file, stream, path) while open
+        self.shard: tuple[Any, pa.ipc.RecordBatchStreamWriter] | None = None  # (file, stream) while one is open
         self.in_shard = 0  # rows in the open shard
         self.lock = threading.Lock()
         self.write_lock = threading.Lock()
@@ -117,7 +117,7 @@ class ShardWriter:
                     if self.shard is None:
                         self._open()
                     take = rows[: self.shard_rows - self.in_shard]
-                    fh, stream, _ = self.shard
+                    fh, stream = self.shard
                     stream.write_batch(pa.RecordBatch.from_pylist(take, schema=SCHEMA))
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -129,6 +129,9 @@ class ShardWriter:
             except BaseException:
                 with self.lock:
                     self.rows[:0] = rows
+                if self.shard is not None:  # a batch may be half written: later ones would be unreadable after it
+                    self.shard[0].close()
+                    self.shard = None
                 raise
             return written
 
@@ -141,13 +144,13 @@ class ShardWriter:
     def _open(self) -> None:
         path = self.state_dir / f"fetch-{self.next_index:06d}.arrows"
         fh = open(path, "xb")  # never an existing shard
-        self.shard, self.in_shard = (fh, pa.ipc.new_stream(fh, SCHEMA), path), 0
+        self.shard, self.in_shard = (fh, pa.ipc.new_stream(fh, SCHEMA)), 0
         self.next_index += 1
         fsync_path(self.state_dir)  # the new file's name is durable too
 
     def _close(self) -> None:
         if self.shard is not None:
-            fh, stream, _ = self.shard
+            fh, stream = self.shard
             stream.close()  # the end-of-stream marker
             fh.close()
             self.shard = None

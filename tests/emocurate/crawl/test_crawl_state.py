@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from emocurate.crawl.state import ROW_GROUP, SCHEMA, CrawlState, ShardWriter, shard_paths, summary
 
@@ -73,3 +76,24 @@ def test_parquet_shards_of_older_versions_are_still_read(tmp_path):
     assert [p.name for p in shard_paths(tmp_path)] == ["fetch-000000.parquet", "fetch-000001.arrows"]
     state = CrawlState(tmp_path)
     assert state.body(f"p{ROW_GROUP + 1}") == f"b{ROW_GROUP + 1}".encode() and state.rows["p0"].status == "timeout"
+
+
+def test_a_failed_commit_keeps_its_rows_and_starts_a_new_shard(tmp_path, monkeypatch):
+    writer = ShardWriter(tmp_path)
+    writer.add(row("a", 0))
+    writer.commit()
+    real_fsync, calls = os.fsync, []
+
+    def failing_fsync(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    writer.add(row("b", 1))
+    with pytest.raises(OSError, match="No space"):
+        writer.commit()
+    writer.close()  # the rows of the failed commit are written again, to a fresh shard
+    assert [p.name for p in shard_paths(tmp_path)] == ["fetch-000000.arrows", "fetch-000001.arrows"]
+    assert sorted(CrawlState(tmp_path).rows) == ["a", "b"]
