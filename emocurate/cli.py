@@ -84,6 +84,8 @@ def build(
     except (ConfigError, FileNotFoundError) as err:
         _fail(err)
     _print_summary(summary, out)
+    if cfg.report:
+        _write_report(out)
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -166,6 +168,31 @@ def refilter(
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(err)
     _print_summary(summary, run)
+    from emocurate.recipe import load_recipe
+
+    if load_recipe(run / "recipe.yaml").report:
+        _write_report(run)
+
+
+def _write_report(run: Path, out: Optional[Path] = None, thumbnails: bool = True) -> None:
+    from emocurate.report.site import write_report
+
+    try:
+        with RichProgress() as progress:
+            done = write_report(run, out, thumbnails=thumbnails, progress=progress)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"report: {done['index']} ({done['records']} records, {done['thumbnails']} thumbnails); open it in a browser")
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="Run folder (with records.parquet)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: RUN/report]."),
+    no_thumbnails: bool = typer.Option(False, "--no-thumbnails", help="Skip making thumbnails (earlier ones are kept)."),
+):
+    """Write a static HTML report of RUN (overview, what-if thresholds, gallery); it opens from disk, offline."""
+    _write_report(run, out, thumbnails=not no_thumbnails)
 
 
 @app.command()

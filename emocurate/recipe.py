@@ -60,6 +60,8 @@ class CurateRecipe:
     apply_min_confidence_to_labelled: bool = False
     """Whether `classify.min_confidence` also drops items with a known label (folder emotion dirs, EmoSet); by default a
     known label is trusted and the classifier's scores are only stored."""
+    report: bool = False
+    """Write the browsable HTML report (RUN/report/index.html, `emocurate report`) after every build and refilter."""
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     clip_filter: ClipFilterConfig = field(default_factory=ClipFilterConfig)
