@@ -268,6 +268,7 @@
       el("option", { value: "flip", text: "would flip (what if)" }));
     let timer = null;
     $("f-text").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(filter, 150); });
+    $("f-text").addEventListener("change", () => { clearTimeout(timer); filter(); });  // Enter: search now
     for (const id of ["f-emotion", "f-outcome", "f-sort", "f-min", "f-max"]) $(id).addEventListener("change", filter);
     $("f-page-size").addEventListener("change", () => { state.page = 0; render(); });
     $("prev").addEventListener("click", () => { state.page--; render(); });
