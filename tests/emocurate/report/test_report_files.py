@@ -107,3 +107,38 @@ def test_page_assets_reference_nothing_outside(name):
     text = (REPO / "emocurate" / "report" / "assets" / name).read_text()
     assert "http://" not in text.replace("http://www.w3.org/2000/svg", "") and "https://" not in text
     assert "fetch(" not in text and "XMLHttpRequest" not in text
+
+
+def test_crawled_run_shows_fetch_statuses(tmp_path, page):
+    import pyarrow as pa
+
+    from emocurate.recipe import CurateRecipe
+    from emocurate.run.decide import decide
+    from emocurate.run.folder import save_recipe
+    from emocurate.stages.ingest import INGEST_SCHEMA
+    from tests.helpers.records import _captions, _classify, _scores
+
+    statuses = ["ok", "ok", "timeout", "http_error", "ok", "robots_disallowed", "ok"]
+    rows = []
+    for seq, (id_, status) in enumerate(zip("ABGCDHE", statuses)):
+        failed = status != "ok"
+        rows.append(dict(seq=seq, shard=0, id=id_, source="urls:list.txt", source_id=f"http://example.test/{seq}.jpg",
+                         label=None, metadata=json.dumps({"fetch_status": status}), width=None if failed else 8,
+                         height=None if failed else 8, format="JPEG", original_mode="RGB",
+                         ingest_dropped_by="fetch" if failed else None, ingest_error=f"{status}: x" if failed else None,
+                         image_bytes=None))
+    recipe = CurateRecipe(sources=["demo"], emotions=["amusement", "awe", "fear"])
+    run = tmp_path / "run"
+    run.mkdir()
+    pq.write_table(decide(pa.Table.from_pylist(rows, schema=INGEST_SCHEMA), _classify(), _captions(), _scores(), recipe),
+                   run / "records.parquet")
+    save_recipe(run, recipe)
+    write_report(run, thumbnails=False)
+    assert _data(run / "report")["fetch"] == {"ok": 4, "http_error": 1, "robots_disallowed": 1, "timeout": 1}
+    view = page.open(run / "report" / "index.html")
+    assert view.is_visible("#fetch-box")
+    rows = view.evaluate("Array.from(document.querySelectorAll('#fetch-table tr')).slice(1).map(tr => tr.innerText)")
+    assert rows == ["ok\t4", "http_error\t1", "robots_disallowed\t1", "timeout\t1"]
+    view.select_option("#f-outcome", "fetch")
+    assert view.locator("#tiles .tile").count() == 3
+    assert page.errors == [] and page.outside == []
