@@ -113,6 +113,9 @@ def test_whatif_sliders_match_refilter(demo_run, tmp_path, page):
     shown = _cells(view, "#whatif-table")
     predicted = view.evaluate("Array.from(window.emoReport.state.result.outcome)")
     command = view.inner_text("#wi-command")
+    view.select_option("#f-outcome", "flip")  # the gallery shows exactly the records that would flip
+    flips = shown[("total", "to_kept")] + shown[("total", "to_dropped")]
+    assert view.inner_text("#match-count").startswith(f"{flips} of 51")
     assert command == f"emocurate refilter {run} --set classify.min_confidence=0.22 --set clip_filter.drop_fraction=0.3"
 
     result = CliRunner().invoke(app, shlex.split(command)[1:] + ["--no-publish"])  # the printed command, run
