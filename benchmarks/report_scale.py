@@ -12,6 +12,7 @@ page: load until ready, a filter, a caption search, a what-if evaluation, a page
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -66,6 +67,35 @@ def synthetic_run(run: Path, n: int, seed: int = 0) -> None:
     save_recipe(run, recipe)
 
 
+def thumbnail_rate(folder: Path, n: int, size: int = 640) -> float:
+    """Images/s of make_thumbnails over `n` distinct size x size JPEGs in ingest shards of 1,000 (photo-like noise)."""
+    import io
+
+    import numpy as np
+    import pyarrow as pa
+    from PIL import Image
+
+    from emocurate.report.thumbnails import make_thumbnails
+    from emocurate.store import shards
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 1, size)
+    blobs = []
+    for _ in range(min(n, 64)):  # 64 distinct images, repeated: encoding them all would dominate the benchmark
+        arr = ramp[None, :, None] * rng.uniform(0, 255, (1, 1, 3)) + rng.integers(0, 30, (size, size, 3))
+        buf = io.BytesIO()
+        Image.fromarray(arr.clip(0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
+        blobs.append(buf.getvalue())
+    n_shards = (n + 999) // 1000
+    for s in range(n_shards):
+        seqs = list(range(s * 1000, min(n, (s + 1) * 1000)))
+        shards.write_shard(folder, "ingest", s, pa.table({"seq": seqs, "image_bytes": [blobs[q % len(blobs)] for q in seqs]}))
+    start = time.perf_counter()
+    made = make_thumbnails(folder, folder / "report", n_shards)
+    assert len(made) == n
+    return n / (time.perf_counter() - start)
+
+
 def time_page(index: Path) -> dict[str, float]:
     """Milliseconds for the page's steps in headless Chromium (system package), measured inside the page."""
     from playwright.sync_api import sync_playwright
@@ -107,6 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--no-browser", action="store_true", help="Skip timing the page in Chromium.")
+    parser.add_argument("--thumbnails", type=int, default=2000, help="Also time thumbnails of this many 640x640 JPEGs.")
     args = parser.parse_args()
 
     from emocurate.report.site import write_report
@@ -133,6 +164,10 @@ def main() -> None:
                     print(f"  page, {name}: {ms:.0f}" + ("" if name.startswith("matches") else " ms"))
             except ImportError as err:
                 print(f"  page not timed: {err}")
+        if args.thumbnails:
+            rate = thumbnail_rate(Path(tmp) / "thumbs-run", args.thumbnails)
+            print(f"thumbnails (made once, resumable; excluded above): {rate:.0f} images/s on {os.cpu_count()} CPUs "
+                  f"(640x640 JPEGs) -> {args.records / rate / 60:.1f} min for {args.records} records")
         print(f"report/status time ratio: {report_s / status_s:.1f}")
 
 

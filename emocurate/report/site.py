@@ -15,8 +15,8 @@ from emocurate.report.page import write_page
 from emocurate.report.thumbnails import existing_thumbnails, make_thumbnails
 
 
-def write_report(run_dir: str | Path, out: Optional[str | Path] = None, thumbnails: bool = True, workers: int = 4,
-                 progress=None) -> dict:
+def write_report(run_dir: str | Path, out: Optional[str | Path] = None, thumbnails: bool = True,
+                 workers: Optional[int] = None, progress=None) -> dict:
     """Write the report; returns its paths, record count and seconds spent (thumbnails, data, page)."""
     from emocurate.recipe import load_recipe
     from emocurate.run.folder import n_ingest_shards

@@ -38,7 +38,7 @@ def thumbnail(data: Optional[bytes], max_pixels: int = DEFAULT_MAX_PIXELS, max_s
             w, h = img.size
             if w * h > max_pixels or max(w, h) > max_side:
                 return None
-            img.draft("RGB", (THUMB_PX * 2, THUMB_PX * 2))  # JPEG: decode at a reduced DCT scale (no-op for others)
+            img.draft("RGB", (THUMB_PX, THUMB_PX))  # JPEG: the smallest DCT scale still >= THUMB_PX (no-op for others)
             img = to_rgb(ImageOps.exif_transpose(img))
             img.thumbnail((THUMB_PX, THUMB_PX))
             buf = io.BytesIO()
@@ -77,9 +77,11 @@ def thumb_shard(run_dir: Path, out: Path, shard: int, max_pixels: int, max_side:
 
 
 def make_thumbnails(run_dir: Path, out: Path, n_shards: int, max_pixels: int = DEFAULT_MAX_PIXELS,
-                    max_side: int = DEFAULT_MAX_SIDE, workers: int = 4, progress=None) -> set[int]:
-    """Thumbnails for every finished ingest shard (finished thumbnail shards are skipped); the seqs that have one."""
+                    max_side: int = DEFAULT_MAX_SIDE, workers: Optional[int] = None, progress=None) -> set[int]:
+    """Thumbnails for every finished ingest shard (finished thumbnail shards are skipped); the seqs that have one.
+    `workers` threads decode in parallel (default: one per CPU)."""
     progress = progress or no_progress
+    workers = workers or os.cpu_count() or 1
     progress("thumbnails", 0, n_shards)
     have: set[int] = set()
     for shard in range(n_shards):
