@@ -1,10 +1,6 @@
 """The report's data: RUN/records.parquet and the recipe as one compact, column-oriented JSON object (`data.js`).
 
-Column-oriented JSON, not parquet read in the browser: a page opened from disk (file://) may not fetch() its sibling
-files in Chromium, but it may load a <script>; a parquet reader would also have to be shipped with every report.
-Small codes (emotion, outcome, reason) are indices into name lists, and the two score columns are base64 little-endian
-float64 arrays (NaN = missing): exact to the bit, so the page's "what if" compares the very numbers `refilter` compares.
-It decides nothing: the page re-applies the rule (whatif.js, the twin of emocurate/run/decide.py).
+It decides nothing: the page re-applies the rule to these columns (whatif.js, the twin of emocurate/run/decide.py).
 """
 
 from __future__ import annotations
@@ -123,6 +119,11 @@ def report_data(run_dir: Path, records: pa.Table, recipe, status: dict, thumbs: 
     }
 
 
+# Why column-oriented JSON in a script, not parquet read in the browser: a page opened from disk (file://) may not
+# fetch() its sibling files in Chromium, but it may load a <script>; and a parquet reader (JS or wasm) would have to
+# ship with every report. Small codes (emotion, outcome, reason, source) are indices into name lists; the two score
+# columns are base64 little-endian float64 arrays (NaN = missing): exact to the bit, so the page's "what if" compares
+# the very numbers `refilter` compares, at ~11 characters a value.
 def write_data_js(data: dict, path: Path) -> Path:
     """`window.EMOREPORT = {...};` (a script, so a page opened from disk can load it); tmp + rename."""
     tmp = path.with_name(f".{path.name}.tmp")
