@@ -2,7 +2,7 @@
 
 Layout: run.json, recipe.yaml, models.json (model ids and revisions actually loaded), shards/<stage>/NNNNN.parquet
 with NNNNN.done written last, shards/ingest/_complete.json, records.parquet, dataset/ (the publishable folder),
-demo_images/ (the demo source), crawl/ (the URL crawler's state). It runs no stage.
+demo_images/ (the demo source), crawl/ (the URL crawler's state), report/ (`emocurate report`). It runs no stage.
 """
 
 from __future__ import annotations
