@@ -65,22 +65,17 @@ def build(
         cfg = load_recipe(recipe, items)
     except (ConfigError, ValueError) as err:
         _fail(err)
-    if executor not in ("local", "ray"):
-        _fail(ValueError(f"--executor must be 'local' or 'ray'; got {executor!r}"))
-    if executor == "local" and (ray_address or ray_allow_network):
-        _fail(ValueError("--ray-address and --ray-allow-network need --executor ray"))
-    if executor == "ray":
-        from functools import partial
-
-        from emocurate.executors.ray import build as ray_build
-
-        run_build = partial(ray_build, address=ray_address, allow_network=ray_allow_network)
-    else:
-        from emocurate.run.driver import build as run_build
+    from emocurate.executors import check_options
+    from emocurate.run.driver import build as run_build
 
     try:
+        check_options(executor, ray_address, ray_allow_network)
+    except ValueError as err:
+        _fail(err)
+    try:
         with RichProgress() as progress:
-            summary = run_build(cfg, out, progress, publish=not no_publish)
+            summary = run_build(cfg, out, progress, publish=not no_publish, executor=executor, ray_address=ray_address,
+                                ray_allow_network=ray_allow_network)
     except (ConfigError, FileNotFoundError) as err:
         _fail(err)
     _print_summary(summary, out)

@@ -10,15 +10,14 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
 
 import yaml
 
 from emocurate.store import shards
+from emocurate.store.manifest import MANIFEST
 from emocurate.core.config import ConfigError
 from emocurate.recipe import CurateRecipe
 
-INGEST_COMPLETE = "shards/ingest/_complete.json"
 
 
 def _identity(recipe: CurateRecipe) -> dict:
@@ -39,7 +38,7 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> None:
     """Create or check the run folder: a rerun must read the same inputs with the same models as the first run."""
     run_dir.mkdir(parents=True, exist_ok=True)
     shards.clean_tmp(run_dir)
-    manifest = run_dir / "run.json"
+    manifest = run_dir / MANIFEST
     wanted = json.loads(json.dumps(_identity(recipe)))
     if manifest.exists():
         have = json.loads(manifest.read_text())
@@ -57,18 +56,8 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> None:
     save_recipe(run_dir, recipe)
 
 
-def classifier_emotions(run_dir: Path) -> list[str]:
-    """The emotions the run's classifier scores (fixed by its first build)."""
-    return json.loads((Path(run_dir) / "run.json").read_text())["classifier_emotions"]
-
-
 def save_recipe(run_dir: Path, recipe: CurateRecipe) -> None:
     path = run_dir / "recipe.yaml"
     tmp = path.with_name(".recipe.yaml.tmp")
     tmp.write_text("# the recipe this run folder was last built or refiltered with\n" + yaml.safe_dump(asdict(recipe), sort_keys=False))
     tmp.replace(path)
-
-
-def n_ingest_shards(run_dir: Path) -> Optional[int]:
-    path = Path(run_dir) / INGEST_COMPLETE
-    return json.loads(path.read_text())["shards"] if path.exists() else None

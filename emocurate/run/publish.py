@@ -1,6 +1,6 @@
 """A run's kept records + their stored original bytes -> `publish.write_dataset` (RUN/dataset/), and `push_run`.
 
-It gathers and hands over; the dataset layout and the card are publish.py's business.
+It gathers and hands over; the dataset layout and the card are the publish package's business.
 """
 
 from __future__ import annotations

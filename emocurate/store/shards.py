@@ -14,11 +14,21 @@ from typing import Any, Optional, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-STAGES = ("ingest", "classify", "caption", "clipscore")
+LEGACY_FOLDERS = {"clip_filter": "clipscore"}
+"""Shard folders that run folders made before the restructure name differently; such a run keeps using its own."""
+
+
+def stage_dir(run_dir: Path, folder: str) -> Path:
+    """RUN/shards/<folder>, or its legacy name when only that exists (a run folder made by an older version)."""
+    path = Path(run_dir) / "shards" / folder
+    legacy = LEGACY_FOLDERS.get(folder)
+    if legacy is not None and not path.exists() and (Path(run_dir) / "shards" / legacy).exists():
+        return Path(run_dir) / "shards" / legacy
+    return path
 
 
 def shard_path(run_dir: Path, stage: str, index: int) -> Path:
-    return Path(run_dir) / "shards" / stage / f"{index:05d}.parquet"
+    return stage_dir(run_dir, stage) / f"{index:05d}.parquet"
 
 
 def marker_path(run_dir: Path, stage: str, index: int) -> Path:

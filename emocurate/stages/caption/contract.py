@@ -1,8 +1,8 @@
 """Emotion-focused captions from a multimodal LLM: a local transformers chat model or an OpenAI-compatible endpoint.
 
-`load_captioner(cfg).caption(images, emotions)` returns one CaptionResult per image; a failure is a result, never an
-exception. This module holds the contract (config, prompts, cleaning); backends live in caption_transformers.py and
-caption_openai.py. It does not decide which images to caption or keep; the pipeline does.
+`emocurate.stages.caption.load_captioner(cfg).caption(images, emotions)` returns one CaptionResult per image; a failure is a result, never an
+exception. This module holds the contract (config, prompts, cleaning); backends live in transformers.py,
+openai.py and vllm.py beside it. It does not decide which images to caption or keep; the driver does.
 """
 
 from __future__ import annotations
@@ -122,20 +122,6 @@ class Captioner(Protocol):
     def prompt_text(self, emotion: str | None) -> str: ...
 
     def caption(self, images: list, emotions: list[str | None]) -> list[CaptionResult]: ...
-
-
-def load_captioner(cfg: CaptionConfig) -> Captioner:
-    if cfg.backend == "transformers":
-        from emocurate.stages.caption.transformers import TransformersCaptioner
-
-        return TransformersCaptioner(cfg)
-    if cfg.backend == "vllm":
-        from emocurate.stages.caption.vllm import VLLMCaptioner
-
-        return VLLMCaptioner(cfg)
-    from emocurate.stages.caption.openai import OpenAICaptioner
-
-    return OpenAICaptioner(cfg)
 
 
 def check_one_emotion_per_image(images: list, emotions: list) -> None:
