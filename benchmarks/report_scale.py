@@ -32,9 +32,10 @@ def synthetic_run(run: Path, n: int, seed: int = 0) -> None:
 
     from emocurate.core.emotions import EMOTIONS
     from emocurate.recipe import CurateRecipe
-    from emocurate.run.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, classify_schema, decide
+    from emocurate.run.decide import decide
     from emocurate.run.folder import save_recipe
     from emocurate.stages.ingest import INGEST_SCHEMA
+    from emocurate.stages.per_shard import CAPTION_SCHEMA, CLIP_FILTER_SCHEMA, classify_schema
 
     rng = np.random.default_rng(seed)
     uniq = np.array([f"{k:064x}" for k in range(int(n * 0.97))])
@@ -59,7 +60,7 @@ def synthetic_run(run: Path, n: int, seed: int = 0) -> None:
                              schema=CAPTION_SCHEMA)
     scores = pa.table({"id": cap_ids, "caption": captions,
                        "clip_score": rng.normal(0.26, 0.04, len(cap_ids)).astype(np.float32).astype(np.float64),
-                       "caption_tokens": np.full(len(cap_ids), 20, np.int32)}, schema=CLIPSCORE_SCHEMA)
+                       "caption_tokens": np.full(len(cap_ids), 20, np.int32)}, schema=CLIP_FILTER_SCHEMA)
     recipe = CurateRecipe(sources=["folder:/data/images"])
     recipe.classify.min_confidence = 0.6
     run.mkdir(parents=True, exist_ok=True)

@@ -19,8 +19,8 @@ def write_report(run_dir: str | Path, out: Optional[str | Path] = None, thumbnai
                  workers: Optional[int] = None, progress=None) -> dict:
     """Write the report; returns its paths, record count and seconds spent (thumbnails, data, page)."""
     from emocurate.recipe import load_recipe
-    from emocurate.run.folder import n_ingest_shards
     from emocurate.run.status import run_status
+    from emocurate.store.manifest import n_ingest_shards
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "report"

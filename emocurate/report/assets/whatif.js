@@ -1,4 +1,5 @@
-/* The twin of emocurate/run/decide.py's decisions after classification, run on the stored scores in data.js.
+/* The twin of emocurate/run/decide.py's steps after the emotion is known (drop_by_emotion's confidence check,
+ * drop_uncaptioned, drop_low_clip_scores with clip_filter.bottom_fraction_mask), run on the stored scores in data.js.
  * Same order, same comparisons, same numbers (float64 read bit for bit): for any classify.min_confidence and
  * clip_filter.drop_fraction it gives every record the outcome `emocurate refilter` would. Tests check the two agree.
  * It changes no other decision key (emotions, dedup, apply_min_confidence_to_labelled): those records keep their outcome.

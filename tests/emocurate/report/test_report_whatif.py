@@ -15,9 +15,10 @@ import pytest
 from emocurate.recipe import CurateRecipe
 from emocurate.report.data import OUTCOMES
 from emocurate.report.site import write_report
-from emocurate.run.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, NOT_CAPTIONED, NOT_SCORED, classify_schema, decide
+from emocurate.run.decide import NOT_CAPTIONED, NOT_SCORED, decide
 from emocurate.run.folder import save_recipe
 from emocurate.stages.ingest import INGEST_SCHEMA
+from emocurate.stages.per_shard import CAPTION_SCHEMA, CLIP_FILTER_SCHEMA, classify_schema
 
 CLASSIFIER = ["amusement", "awe", "contentment", "fear", "sadness"]
 RECIPE_EMOTIONS = ["amusement", "awe", "anger", "fear", "sadness"]  # contentment scored but not kept; anger kept, not scored
@@ -64,7 +65,7 @@ def _tables(seed: int, n: int = 400):
                          "caption_raw": [None] * len(cap_rows)}, schema=CAPTION_SCHEMA)
     scores = pa.table({"id": [r[0] for r in score_rows], "caption": [r[1] for r in score_rows],
                        "clip_score": [r[2] for r in score_rows], "caption_tokens": [r[3] for r in score_rows]},
-                      schema=CLIPSCORE_SCHEMA)
+                      schema=CLIP_FILTER_SCHEMA)
     return pa.table(ingest, schema=INGEST_SCHEMA), classify, captions, scores
 
 
