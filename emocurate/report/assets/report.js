@@ -93,6 +93,8 @@
     $("distribution").replaceChildren(chart);
   }
 
+  const cutLines = new Map();  // emotion index -> the what-if cut line of its histogram
+
   function histograms() {
     const box = $("histograms"), bins = 20, w = 230, h = 110, pad = 18;
     const pool = [];  // records the CLIP filter ranked: kept, or dropped by it with a score
@@ -121,8 +123,13 @@
       }
       if (!Number.isNaN(cut)) {
         const x = 1 + ((cut - lo) / (hi - lo)) * (w - 2);
-        chart.append(svg("line", { x1: x, x2: x, y1: pad, y2: pad + h, stroke: "#000", "stroke-dasharray": "4 3" }));
+        chart.append(svg("line", { x1: x, x2: x, y1: pad, y2: pad + h, stroke: "#000", "stroke-dasharray": "4 3",
+                                   "data-cut": "run", "data-value": String(cut) }));
       }
+      const whatIfCut = svg("line", { y1: pad, y2: pad + h, stroke: "#b42318", "stroke-width": 2, "data-cut": "whatif",
+                                      visibility: "hidden" });
+      chart.append(whatIfCut);
+      cutLines.set(k, { line: whatIfCut, place: (s) => 1 + ((Math.min(Math.max(s, lo), hi) - lo) / (hi - lo)) * (w - 2) });
       chart.append(svg("text", { x: 0, y: h + pad * 2 - 2 }, fmt(lo, 3)),
         svg("text", { x: w, y: h + pad * 2 - 2, "text-anchor": "end" }, fmt(hi, 3)),
         svg("text", { x: w / 2, y: h + pad * 2 - 2, "text-anchor": "middle" }, Number.isNaN(cut) ? "no cut" : `cut ${fmt(cut, 4)}`));
@@ -165,6 +172,7 @@
     table($("whatif-table"), ["emotion", "kept now", "kept", "kept → dropped", "dropped → kept", "wait for a caption or score"],
       [...rows.entries()].map(([e, r]) => ({ attrs: { "data-emotion": e }, cells: [{ text: e }, ...cols.map((c) => cell(e, c, r[c]))] })),
       [{ text: "total" }, ...cols.map((c) => cell("total", c, total[c]))]);
+    moveCuts(res.outcome);
     $("wi-command").textContent = `emocurate refilter ${shellQuote(D.run)} --set classify.min_confidence=${t} ` +
       `--set clip_filter.drop_fraction=${f}`;
     $("wi-note").textContent = total.pending
@@ -172,6 +180,20 @@
         "not_clip_scored_yet) until `emocurate build` runs again on this run folder and computes them."
       : "";
     if ($("f-outcome").value === "flip") filter();
+  }
+
+  function moveCuts(outcome) {
+    // the what-if cut: the lowest score the what-if keeps, per emotion (red; the run's own cut stays dashed black)
+    const low = new Map();
+    for (const i of R.byScore) {
+      if (outcome[i] === 0 && !low.has(C.emotion[i])) low.set(C.emotion[i], score[i]);  // byScore: lowest first
+    }
+    for (const [k, { line, place }] of cutLines) {
+      const s = low.get(k);
+      line.setAttribute("visibility", s === undefined ? "hidden" : "visible");
+      line.setAttribute("data-value", s === undefined ? "" : String(s));
+      if (s !== undefined) { line.setAttribute("x1", place(s)); line.setAttribute("x2", place(s)); }
+    }
   }
 
   function initWhatIf() {

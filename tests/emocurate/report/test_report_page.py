@@ -129,6 +129,9 @@ def test_whatif_sliders_match_refilter(demo_run, tmp_path, page):
         assert shown[(e, "kept_new")] == sum(now for _, now in pairs), e
         assert shown[(e, "to_kept")] == sum(now and not was for was, now in pairs), e
         assert shown[(e, "to_dropped")] == sum(was and not now for was, now in pairs), e
+    for e in {r["emotion"] for r in after if r["status"] == "kept"}:  # the histograms' red line: the new cut
+        cut = view.get_attribute(f"#histograms svg[data-emotion='{e}'] line[data-cut='whatif']", "data-value")
+        assert float(cut) == min(r["clip_score"] for r in after if r["status"] == "kept" and r["emotion"] == e), e
     waiting = sum(r["reason"] in (NOT_CAPTIONED, NOT_SCORED) for r in after)
     assert shown[("total", "pending")] == waiting > 0
     assert shown[("total", "to_dropped")] > 0  # the larger CLIP cut drops kept records
