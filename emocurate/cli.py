@@ -76,7 +76,7 @@ def build(
         with RichProgress() as progress:
             summary = run_build(cfg, out, progress, publish=not no_publish, executor=executor, ray_address=ray_address,
                                 ray_allow_network=ray_allow_network)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, NotADirectoryError, ValueError) as err:
         _fail(err)
     _print_summary(summary, out)
     if cfg.report:
@@ -100,6 +100,8 @@ def _print_summary(summary: dict, out: Path) -> None:
 
         counts = crawl_summary(out / "crawl")
         console.print("  fetch status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    for warning in summary.get("warnings") or []:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"dataset: {summary['dataset']}" if summary["dataset"]
                   else f"[yellow]dataset not written:[/] {summary.get('dataset_not_written')}")
     console.print(f"see `emocurate status {out}`")

@@ -44,7 +44,7 @@ def write_dataset(kept: pa.Table, records: pa.Table, out_dir: Path, emotions: Se
     check_kept(kept, emotions)
     features = features_for(emotions, kept)
     out_dir = Path(out_dir)
-    written_before = (out_dir / "README.md").is_file() and (out_dir / "data").is_dir()
+    written_before = (out_dir / "README.md").is_file()  # ours, even if a killed or concurrent write left it half done
     if out_dir.exists() and any(out_dir.iterdir()) and not written_before:
         raise PublishError(f"{out_dir} exists and is not a dataset folder written by emocurate: refusing to replace it "
                            "(publish into an empty or new folder, e.g. RUN/dataset)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import pyarrow as pa
 
@@ -20,7 +20,9 @@ from emocurate.executors import open_executor
 from emocurate.executors.protocol import IngestShard
 from emocurate.recipe import CurateRecipe, check_refilter_overrides, load_recipe
 from emocurate.run.decide import decide_run
-from emocurate.run.folder import prepare_run, save_recipe
+from emocurate.core.config import ConfigError
+from emocurate.run.folder import check_out, make_run_dir, prepare_run, save_recipe, unpin
+from emocurate.run.lock import locked
 from emocurate.run.plan import merge_into_shard, stage_todo
 from emocurate.run.publish import publish_records
 from emocurate.stages.ingest import META_COLUMNS
@@ -57,6 +59,8 @@ def ingest_all(recipe: CurateRecipe, run_dir: Path, executor, progress, crawl_cf
     counts: dict = {}
     for index, table in executor.ingest(_shards_to_ingest(recipe, run_dir, progress, crawl_cfg, counts)):
         shards.write_shard(run_dir, INGEST, index, table)
+    if counts["items"] == 0:
+        raise ValueError(f"the sources {recipe.sources} gave no items: nothing to curate (check the paths and --limit)")
     progress("ingest", 0, counts["items"])  # the total is known now: completes the bar
     shards.write_json_atomic(run_dir / INGEST_COMPLETE, counts)
     return counts["shards"]
@@ -99,36 +103,59 @@ def _timed(stages: dict, name: str, fn) -> dict:
     return out
 
 
+def repair_damaged(run_dir: Path) -> list[str]:
+    """Forget finished shards whose file is unreadable or truncated, so this build redoes them; one warning each."""
+    warnings = []
+    for folder in (INGEST, *(stage.folder for stage in MODEL_STAGES)):
+        for path in shards.damaged(run_dir, folder):
+            shards.forget(run_dir, folder, path)
+            if folder == INGEST:
+                (run_dir / INGEST_COMPLETE).unlink(missing_ok=True)  # ingest reads the sources again for that shard
+            warnings.append(f"{path} was damaged (unreadable or truncated): it is redone")
+    return warnings
+
+
 # ---------------------------------------------------------------- entry points
 def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, publish: bool = True, crawl_cfg=None,
           executor: str = "local", **executor_options) -> dict:
     """Run (or resume) every stage on `executor` (local or ray; options: ray_address, ray_allow_network, ray_num_cpus),
     write RUN/records.parquet and (unless `publish` is False) RUN/dataset/.
 
+    RUN must be new, empty or a run folder (anything else is refused untouched); one build at a time holds it.
     Returns a summary with, per stage, the items it processed in this call, its seconds and its model-loading seconds."""
     progress = progress or no_progress
     run_dir = Path(run_dir).resolve()  # workers may not share the driver's working directory
-    crawl_cfg = crawl_cfg if crawl_cfg is not None else recipe.crawl
-    stages: dict[str, dict] = {}
+    check_out(run_dir)
     ex = open_executor(executor, recipe, run_dir, **executor_options)  # a missing device fails here, before any work
     try:
-        prepare_run(run_dir, recipe)
-        n = _timed(stages, "ingest", lambda: {"shards": ingest_all(recipe, run_dir, ex, progress, crawl_cfg)})["shards"]
-        if n == 0:
-            raise ValueError(f"the sources {recipe.sources} gave no items: nothing to curate")
-        meta = shards.read_stage(run_dir, INGEST, n, META_COLUMNS)
-        stages["ingest"]["items"] = meta.num_rows
-        models = _ModelsFile(run_dir)
-        for stage in MODEL_STAGES:
-            _timed(stages, stage.name, lambda: run_stage(stage, run_dir, recipe, n, meta, ex, progress, models))
+        made = make_run_dir(run_dir)
+        with locked(run_dir):
+            return _build(recipe, run_dir, ex, progress, publish, crawl_cfg if crawl_cfg is not None else recipe.crawl, made)
     finally:
         ex.close()  # ends device workers or the Ray session, if any
+
+
+def _build(recipe: CurateRecipe, run_dir: Path, ex, progress, publish: bool, crawl_cfg, made: bool) -> dict:
+    warnings = repair_damaged(run_dir)
+    pinned = prepare_run(run_dir, recipe)
+    stages: dict[str, dict] = {}
+    try:
+        n = _timed(stages, "ingest", lambda: {"shards": ingest_all(recipe, run_dir, ex, progress, crawl_cfg)})["shards"]
+    except (ConfigError, OSError, ValueError):
+        if pinned:  # a mistyped or empty source must not pin the folder: the corrected command starts afresh
+            unpin(run_dir, made)
+        raise
+    meta = shards.read_stage(run_dir, INGEST, n, META_COLUMNS)
+    stages["ingest"]["items"] = meta.num_rows
+    models = _ModelsFile(run_dir)
+    for stage in MODEL_STAGES:
+        _timed(stages, stage.name, lambda: run_stage(stage, run_dir, recipe, n, meta, ex, progress, models))
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
     dataset, why_not = None, "--no-publish"
     if publish:
         dataset, why_not = _publish(stages, run_dir, recipe, records)
-    return summarize(records, stages, dataset, why_not)
+    return summarize(records, stages, dataset, why_not, warnings)
 
 
 def _publish(stages: dict, run_dir: Path, recipe: CurateRecipe, records: pa.Table):
@@ -142,9 +169,14 @@ def refilter(run_dir: str | Path, overrides: list[str], publish: bool = True) ->
     """Re-apply decision keys (thresholds, emotion set, dedup) to the stored scores; no model is loaded or run."""
     run_dir = Path(run_dir)
     check_refilter_overrides(overrides)
-    n = n_ingest_shards(run_dir)
-    if n is None:
+    if n_ingest_shards(run_dir) is None:
         raise ValueError(f"{run_dir} has no finished ingest: run `emocurate build` first")
+    with locked(run_dir):
+        return _refilter(run_dir, overrides, publish)
+
+
+def _refilter(run_dir: Path, overrides: list[str], publish: bool) -> dict:
+    n = n_ingest_shards(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml", overrides)
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
@@ -153,7 +185,9 @@ def refilter(run_dir: str | Path, overrides: list[str], publish: bool = True) ->
     return summarize(records, {}, dataset, why_not)
 
 
-def summarize(records: pa.Table, stages: dict, dataset, why_not: Optional[str] = None) -> dict:
+def summarize(records: pa.Table, stages: dict, dataset, why_not: Optional[str] = None,
+              warnings: Sequence[str] = ()) -> dict:
     status = records.column("status").to_pylist()
     return {"records": len(status), "kept": status.count("kept"), "dropped": status.count("dropped"),
-            "stages": stages, "dataset": str(dataset) if dataset else None, "dataset_not_written": why_not}
+            "stages": stages, "dataset": str(dataset) if dataset else None, "dataset_not_written": why_not,
+            "warnings": list(warnings)}

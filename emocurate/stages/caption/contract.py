@@ -46,10 +46,10 @@ class CaptionConfig:
     """transformers: a local image-text-to-text chat model; openai: any OpenAI-compatible chat-completions endpoint;
     vllm: offline batched inference with vLLM on this machine's GPUs (the `vllm` extra)."""
     model: str = "Qwen/Qwen2.5-VL-3B-Instruct"
-    """Hub id or folder (transformers), or the model name the endpoint serves (openai)."""
+    """Hub id or folder (transformers, vllm), or the model name the endpoint serves (openai)."""
     revision: str | None = None
     prompt: str = "emotion-one-sentence"
-    """A name from caption.PROMPTS; the default is the paper's prompt."""
+    """A name from contract.PROMPTS; the default is the paper's prompt."""
     max_new_tokens: int = 96
     max_image_side: int = 768
     """Images are downscaled so their longer side is at most this many pixels before captioning."""
