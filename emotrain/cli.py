@@ -188,6 +188,54 @@ def push(
     typer.echo(url)
 
 
+baseline_app = typer.Typer(help="The paper's Table 1 baselines (Textual Inversion, DreamBooth) on the same dataset.",
+                           no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("fit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def baseline_fit(
+    method: str = typer.Option(..., "--method", help="textual-inversion | dreambooth"),
+    dataset: str = typer.Option(..., "--dataset", help="The dataset CoEmoGen trains on (Hub id or folder)."),
+    out: Path = typer.Option(..., "--out", help="Run folder; `emotrain generate/eval --model` read it."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Baseline recipe YAML (recipes/train/baselines/)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides key=value, e.g. optim.max_steps=3000."),
+) -> None:
+    """Fit Textual Inversion (one learned token per emotion) or DreamBooth (one UNet, full fine-tune)."""
+    from emocurate.core.config import ConfigError
+    from emotrain.baselines import METHODS
+    from emotrain.baselines.recipe import load_baseline_recipe
+    from emotrain.data import DatasetError
+
+    try:
+        if method not in METHODS:
+            raise ConfigError(f"--method {method!r}: use one of {', '.join(METHODS)}")
+        parsed = load_baseline_recipe(recipe, method, overrides or [])
+    except ConfigError as err:
+        _fail(err)
+    from emotrain.baselines.train import fit_baseline
+    from emotrain.train import TrainingStopped
+
+    quiet_libraries()
+    _log_to_console()
+    bar = _progress_bar("steps", {"loss": 0})
+    task = bar.add_task(method, total=max_steps or parsed.optim.max_steps, loss="-")
+    try:
+        with bar:
+            run = fit_baseline(parsed, dataset, out, max_steps=max_steps, resume=resume,
+                               progress=lambda step, total, info: bar.update(task, completed=step, total=total,
+                                                                             loss=f"{info['loss']:.4f}"))
+    except TrainingStopped as err:
+        typer.secho(str(err), fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=130)
+    except (DatasetError, ConfigError, OSError, ValueError) as err:
+        _fail(err)
+    if _is_main_process():
+        typer.echo(f"trained {run}; sample with `emotrain generate --model {run}` or score with `emotrain eval --model {run}`")
+
+
 from emotrain.cli_eval import eval_command  # noqa: E402  (typer only: the eval library loads inside the command)
 
 app.command("eval")(eval_command)
