@@ -122,7 +122,8 @@ def fit(
 def generate(
     model: Path = typer.Option(..., "--model", help="A trained run folder."),
     out: Path = typer.Option(..., "--out", help="Folder for the images and the grid."),
-    emotion: Optional[str] = typer.Option(None, "--emotion", help="Emotion name, e.g. awe."),
+    emotion: Optional[str] = typer.Option(None, "--emotion",
+                                          help="Emotion name (awe), a comma list, or 'all': one OUT/<emotion>/ each."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Emotion fusion, e.g. amusement:0.5,awe:0.5."),
     n: int = typer.Option(8, "-n", "--num-images"),
     seed: int = typer.Option(0, "--seed"),
@@ -132,21 +133,46 @@ def generate(
     batch_size: int = typer.Option(4, "--batch-size"),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
-    """Generate images that evoke an emotion (or a mix, or an emotion inside a neutral prompt), plus one grid PNG."""
+    """Generate images that evoke an emotion (or a mix, or an emotion inside a neutral prompt), plus one grid PNG.
+
+    Several emotions (`--emotion all` or `--emotion awe,fear`) go into OUT/<emotion>/: the layout `emotrain eval --images OUT`
+    reads as it is."""
     from emotrain.generate import generate as run_generate
 
     quiet_libraries()
     try:
         target = _mix_or_emotion(emotion, mix)
+        jobs = [(target, out)]
+        if isinstance(target, str) and (target == "all" or "," in target):
+            jobs = [(e, out / e) for e in _model_emotions(model, target)]
         bar = _progress_bar("img", {})
-        task = bar.add_task("generate", total=n)
         with bar:
-            paths = run_generate(model, target, n, seed, out, prompt=prompt, steps=steps, guidance=guidance,
-                                 batch_size=batch_size, device=device,
-                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+            for what, folder in jobs:
+                task = bar.add_task(f"generate {what}" if len(jobs) > 1 else "generate", total=n)
+                paths = run_generate(model, what, n, seed, folder, prompt=prompt, steps=steps, guidance=guidance,
+                                     batch_size=batch_size, device=device,
+                                     progress=lambda done, total, t=task: bar.update(t, completed=done, total=total))
     except (OSError, ValueError) as err:
         _fail(err)
-    typer.echo(f"wrote {len(paths)} images to {out} and a grid to {out / 'grids'}")
+    if len(jobs) > 1:
+        typer.echo(f"wrote {n} images per emotion to {out}/<emotion>/ (grids in each grids/); "
+                   f"score them with `emotrain eval --images {out}`")
+    else:
+        typer.echo(f"wrote {len(paths)} images to {out} and a grid to {out / 'grids'}")
+
+
+def _model_emotions(model: Path, spec: str) -> list[str]:
+    """`all` -> the run's emotions (its config.json); `a,b` -> those names, checked against the emotion table."""
+    import json
+
+    from emocurate.core.emotions import check_emotions
+
+    if spec != "all":
+        return list(check_emotions([s.strip() for s in spec.split(",") if s.strip()]))
+    config = model / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{model} is not a trained run (no config.json)")
+    return list(json.loads(config.read_text())["emotions"])
 
 
 @app.command()
