@@ -268,3 +268,23 @@ def test_cli_generates_with_a_trained_run_then_evaluates(request, weights, tmp_p
     stamps = [p.stat().st_mtime_ns for p in first]
     assert CliRunner().invoke(cli(), args).exit_code == 0  # a rerun keeps the images it has
     assert [p.stat().st_mtime_ns for p in first] == stamps
+
+
+def test_every_model_id_is_checked_before_generating(data, tmp_path, monkeypatch):
+    """`--baseline sd` with a model that is neither local nor cached: one error line naming each id, nothing generated."""
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    result = CliRunner().invoke(cli(), ["eval", "--baseline", "sd", "--base-model", "nobody/missing-sd", "--real",
+                                        str(data / "real"), "--out", str(tmp_path / "out"), "-n", "2",
+                                        "metrics=[sem_d]", "clip.model=nobody/missing-clip"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    message = " ".join(result.output.split())
+    assert message.startswith("error: model(s) not available, nothing was generated")
+    assert "--base-model 'nobody/missing-sd': not in the local Hugging Face cache" in message
+    assert "clip.model 'nobody/missing-clip'" in message
+    assert not (tmp_path / "out").exists()
+    run = CliRunner().invoke(cli(), ["eval", "--model", str(tmp_path / "no-run"), "--out", str(tmp_path / "out"),
+                                     "metrics=[sem_d]", "clip.model=tiny:clip"])
+    assert run.exit_code == 2 and "not a trained run (no config.json)" in run.output
