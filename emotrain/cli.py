@@ -1,4 +1,4 @@
-"""`emotrain` command line: fit, generate, export, push (and eval when installed). Parses, calls one library function,
+"""`emotrain` command line: fit, baseline fit, generate, export, push, eval, reproduce. Parses, calls one library function,
 prints; heavy libraries load inside the commands so `--help` is instant.
 """
 
@@ -265,6 +265,10 @@ def baseline_fit(
 from emotrain.cli_eval import eval_command  # noqa: E402  (typer only: the eval library loads inside the command)
 
 app.command("eval")(eval_command)
+
+from emotrain.cli_reproduce import reproduce_command  # noqa: E402  (typer only, like eval)
+
+app.command("reproduce")(reproduce_command)
 
 
 if __name__ == "__main__":
