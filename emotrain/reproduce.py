@@ -214,7 +214,8 @@ def run_row(row: Row, recipe, dataset: str, plan: Plan, eval_cfg, generation, em
         images, record = generate_images(folder, emotions, generation, model=run,
                                          baseline_model=sd_base if run is None else None, progress=_prefixed(progress, row.key))
     with _timed(folder, "evaluate"):
-        out = _evaluate({row.label: next(iter(images.values()))}, folder / "eval", eval_cfg, progress, record)
+        out = _evaluate({row.label: next(iter(images.values()))}, folder / "eval", eval_cfg,
+                        _prefixed(progress, row.key), record)
     return {**out, "times": _times(folder)}
 
 
@@ -245,7 +246,7 @@ def evaluate_images(name: str, images: Path, folder: Path, eval_cfg, progress) -
     results = folder / "eval" / "results.json"
     if _finished(results, eval_cfg):
         return json.loads(results.read_text())
-    return _evaluate({name: images}, folder / "eval", eval_cfg, progress, None)
+    return _evaluate({name: images}, folder / "eval", eval_cfg, _prefixed(progress, name), None)
 
 
 def _evaluate(models: dict, out: Path, eval_cfg, progress, record) -> dict:

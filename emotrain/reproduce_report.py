@@ -43,14 +43,15 @@ def render(plan, merged: dict, level: float) -> str:
         if meta[label]["paper"]:
             table.append((f"*{label} (reported in the paper)*", meta[label]["paper"]))
     settings = merged["settings"] or {}
-    tiny = [label for label, m in meta.items() if "tiny:" in str(m.get("generation"))]
+    tiny = [label for label, m in meta.items() if str(_base_model(plan, m)).startswith("tiny:")]
     lines = [f"# Table {plan.table} of the CoEmoGen paper, reproduced", "",
              f"Written by `emotrain reproduce --table {plan.table}` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}; "
              f"dataset `{plan.dataset}`; every number and setting is in `results.json`, each row's own report in "
              "`rows/<row>/eval/report.md`.", ""]
     if tiny:
-        lines += [f"> **These numbers are noise**: rows {', '.join(tiny)} were made with tiny random models built in "
-                  "code. The report shows the layout, not CoEmoGen's quality.", ""]
+        which = "every row was" if len(tiny) == len(meta) else f"rows {', '.join(tiny)} were"
+        lines += [f"> **These numbers are noise**: {which} made with tiny random models built in code. The report "
+                  "shows the layout, not CoEmoGen's quality.", ""]
     lines += ["## Results", "", *_table(table, columns), "",
               "Rows in *italics* are the numbers **reported in the paper** (EmoSet, 1,000 images per emotion, their "
               "backbones), not measured here.", ""]
@@ -72,6 +73,17 @@ def render(plan, merged: dict, level: float) -> str:
     if settings.get("device"):
         lines += [f"Evaluated on `{settings['device']}`.", ""]
     return "\n".join(lines)
+
+
+def _base_model(plan, meta: dict) -> str | None:
+    """The Stable Diffusion a row started from: its run's config.json, or the SD row's generation record."""
+    import json
+
+    config = Path(plan.runs) / meta["key"] / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text())["base_model"]["id"]
+    records = [v for v in (meta.get("generation") or {}).values() if isinstance(v, dict) and "model" in v]
+    return records[0]["model"] if records else None
 
 
 def _s(times: dict, step: str) -> str:

@@ -38,11 +38,14 @@ def render_differences(models: dict, columns: list, level: float = 0.95) -> list
         name = title.rstrip("↑↓")
         lines += [f"**{name}** ({sum(p['significant'] for p in pairs)} of {len(pairs)} pairs differ significantly):", ""]
         for p in pairs:
-            values = f"{fmt.format(p['value_a'])} vs {fmt.format(p['value_b'])}"
-            ci = f"difference {p['difference']:+.4g}, {level:.0%} CI [{p['low']:+.4g}, {p['high']:+.4g}]"
+            first, second = (p["b"], p["a"]) if p["better"] == p["b"] else (p["a"], p["b"])  # the sentence's order
+            sign = 1 if first == p["a"] else -1
+            value = {p["a"]: p["value_a"], p["b"]: p["value_b"]}
+            values = f"{fmt.format(value[first])} vs {fmt.format(value[second])}"
+            low, high = sorted((sign * p["low"], sign * p["high"]))
+            ci = f"difference {sign * p['difference']:+.4g}, {level:.0%} CI [{low:+.4g}, {high:+.4g}]"
             if p["significant"]:
-                worse = p["b"] if p["better"] == p["a"] else p["a"]
-                lines.append(f"- {p['better']} is significantly better than {worse} ({values}; {ci}).")
+                lines.append(f"- {first} is significantly better than {second} ({values}; {ci}).")
             else:
                 lines.append(f"- {p['a']} and {p['b']} do not differ significantly ({values}; {ci}): the gap is "
                              "inside the sampling noise.")

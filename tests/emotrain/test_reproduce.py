@@ -62,7 +62,7 @@ def test_table_1_end_to_end_from_the_command_line(two_emotions, weights, tmp_pat
     assert merged["rows"]["Stable Diffusion"]["times"].get("train") is None  # nothing to train
     for key in ("textual-inversion", "dreambooth", "coemogen", "wo-lsem"):
         assert json.loads((out / "runs" / key / "config.json").read_text())["steps"] == 1
-    assert "These numbers are noise" in report and "## Which differences are significant" in report
+    assert "These numbers are noise**: every row was made with tiny" in report and "## Which differences are significant" in report
     assert "## EmoGen's metric protocol, beside ours" in report and "--images EmoGen=DIR" in report
     assert "[" in report.split("| **CoEmoGen (Ours)** |")[1].split("\n")[0]  # value [low, high]
 

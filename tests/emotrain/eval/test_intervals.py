@@ -37,7 +37,9 @@ def test_difference_is_significant_only_beyond_the_noise():
     models["B"]["overall"]["fid"] = 20.0 - float(np.mean(b))
     assert pairwise(models, "fid")[0]["better"] == "A"
     text = "\n".join(render_differences(models, [("lpips", "LPIPS↑", "{:.3f}"), ("fid", "FID↓", "{:.2f}")]))
-    assert "B is significantly better than A" in text and "A and C do not differ significantly" in text
+    assert "B is significantly better than A (" in text and "A and C do not differ significantly" in text
+    sentence = next(line for line in text.splitlines() if line.startswith("- B is significantly better than A"))
+    assert sentence.index(f"{np.mean(b):.3f}") < sentence.index(f"{np.mean(a):.3f}") and "difference +" in sentence
     assert "inside the sampling noise" in text and "**LPIPS** (2 of 3 pairs differ significantly)" in text
 
 
