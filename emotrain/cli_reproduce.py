@@ -64,6 +64,7 @@ def reproduce_command(
     quiet_libraries()
     try:
         with RichProgress(unit="it", label_width=28) as progress:
+            _log_above(progress)
             merged = reproduce(plan, eval_cfg, generation, progress=progress)
     except TrainingStopped as err:
         typer.secho(f"{err}; rerun the same command to continue", fg=typer.colors.YELLOW, err=True)
@@ -71,6 +72,18 @@ def reproduce_command(
     except (ConfigError, DatasetError, ValueError, FileNotFoundError, RuntimeError) as err:
         _fail(err)
     typer.echo(f"{len(merged['models'])} rows; report: {out / 'report.md'}; numbers: {out / 'results.json'}")
+
+
+def _log_above(progress) -> None:
+    """emotrain's INFO messages (emotions, oversampling, "resumed from ...") printed above the bars."""
+    import logging
+
+    from rich.logging import RichHandler
+
+    log = logging.getLogger("emotrain")
+    if not log.handlers:
+        log.addHandler(RichHandler(console=progress.bars.console, show_path=False, show_time=False))
+        log.setLevel(logging.INFO)
 
 
 def _fail(err: Exception) -> None:

@@ -130,3 +130,43 @@ def test_plan_errors_are_clear(two_emotions, weights, tmp_path):
     with pytest.raises(ValueError, match="--caption-dataset plain-detailed=DIR"):
         reproduce(plan, cfg, gen)
     assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_row_then_rerun_continues(two_emotions, weights, tmp_path):
+    """`kill -9` of `emotrain reproduce` while its second row trains: the rerun keeps the first row and resumes the
+    second from its last checkpoint."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers.paths import REPO
+
+    out = tmp_path / "t1"
+    cmd = [sys.executable, "-m", "emotrain", "reproduce", "--table", "1", "--rows", "coemogen,wo-lsem", "--dataset",
+           two_emotions, "--out", str(out), "--steps", "40", "-n", "3", "--inference-steps", "2", "--gen-batch-size", "3",
+           "--device", "cpu", *[a for o in TRAIN for a in ("--set", o)], *eval_args(weights, tmp_path)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "COLUMNS": "400"}
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    checkpoints = out / "runs" / "wo-lsem" / "checkpoints"
+    deadline = time.monotonic() + 400
+    while not (checkpoints.is_dir() and any(p.name.startswith("checkpoint-") for p in checkpoints.iterdir())):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "the second row never checkpointed"
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = out / "rows" / "coemogen" / "eval" / "results.json"
+    stamp = first.stat().st_mtime_ns
+    assert not (out / "runs" / "wo-lsem" / "config.json").exists()
+
+    again = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=400)
+    assert again.returncode == 0, again.stderr
+    assert first.stat().st_mtime_ns == stamp  # the finished row was kept as it was
+    said = " ".join((again.stdout + again.stderr).split())
+    assert "resumed from" in said and "wo-lsem/checkpoints/checkpoint-" in said  # the killed training continued
+    assert json.loads((out / "runs" / "wo-lsem" / "config.json").read_text())["steps"] == 40
+    merged = json.loads((out / "results.json").read_text())
+    assert list(merged["models"]) == ["CoEmoGen (Ours)", "w/o L_SEM"]
