@@ -28,19 +28,45 @@ def replicates(per_emotion: dict[str, np.ndarray], resamples: int, seed: int, ag
     return sums / counts if aggregate == "pooled" else np.mean(means, axis=0)
 
 
-def fid_replicates(features: dict[str, np.ndarray], real: dict, resamples: int, seed: int) -> np.ndarray:
-    """(R,) replicates of the pooled FID: each emotion's generated features resampled, the real statistics fixed."""
-    from emotrain.eval.metrics.fid import frechet_distance, pool, stats_of
+def fid_replicates(features: dict[str, np.ndarray], real: dict, resamples: int, seed: int,
+                   device: str = "cpu") -> np.ndarray:
+    """(R,) replicates of the pooled FID: each emotion's generated features resampled, the real statistics fixed.
+
+    The features are projected once by the real covariance's square root R^1/2, so a replicate costs one D x D Gram
+    matrix and one symmetric eigendecomposition (float64 torch, on `device`: seconds per replicate on CPU at 2048-d,
+    milliseconds on a GPU)."""
+    import torch
+
+    from emotrain.eval.metrics.fid import pool
 
     rng = np.random.default_rng(seed)
-    real_pooled = pool([real[e] for e in sorted(features)])
+    emotions = sorted(features)
+    real_pooled = pool([real[e] for e in emotions])
+    half = torch.from_numpy(real_pooled.sqrt_sigma()).to(device, torch.float64)  # (D, D)
+    feats = {e: torch.from_numpy(np.asarray(features[e])).to(device, torch.float64) for e in emotions}  # (N, D)
+    projected = {e: feats[e] @ half for e in emotions}  # (N, D)
+    real_mu = torch.from_numpy(real_pooled.mu).to(device, torch.float64)
+    real_trace = float(np.trace(real_pooled.sigma))
     out = np.empty(resamples)
     for r in range(resamples):
-        parts = [stats_of(features[e][rng.integers(0, len(features[e]), len(features[e]))]) for e in sorted(features)]
-        for part in parts:
-            part.feats = None  # pooled statistics: the D x D path
-        out[r] = frechet_distance(pool(parts), real_pooled)
+        idx = {e: torch.from_numpy(rng.integers(0, len(feats[e]), len(feats[e]))).to(device) for e in emotions}
+        x = torch.cat([feats[e][idx[e]] for e in emotions])  # (N, D): the resampled union of every emotion
+        y = torch.cat([projected[e][idx[e]] for e in emotions])  # (N, D): the same rows times R^1/2
+        out[r] = pooled_fid(x, y, real_mu, real_trace)
     return out
+
+
+def pooled_fid(x, y, real_mu, real_trace: float) -> float:
+    """FID of the rows `x` (N, D) against real statistics, given y = x R^1/2: |mu - mu_r|^2 + tr(S) + tr(R)
+    - 2 tr((R^1/2 S R^1/2)^1/2), with R^1/2 S R^1/2 = Yc^T Yc / (N - 1)."""
+    import torch
+
+    n = x.shape[0]
+    mu = x.mean(0)
+    xc, yc = x - mu, y - y.mean(0)
+    eig = torch.linalg.eigvalsh(yc.T @ yc / (n - 1))  # (D,)
+    trace = float((xc * xc).sum()) / (n - 1)
+    return float(((mu - real_mu) ** 2).sum()) + trace + real_trace - 2.0 * float(eig.clamp_min(0).sqrt().sum())
 
 
 def interval(reps, level: float = 0.95) -> tuple[float, float]:

@@ -102,7 +102,7 @@ def run_fid(run: Run, models: dict) -> dict:
             entry["per_emotion"][e]["fid"] = fid.frechet_distance(stats, real[e])
         entry["overall"]["fid"] = fid.frechet_distance(fid.pool(list(gen.values())), fid.pool([real[e] for e in gen]))
         entry["overall"]["fid_mean_per_emotion"] = float(np.mean([entry["per_emotion"][e]["fid"] for e in gen]))
-        reps = fid_replicates(feats, real, run.cfg.intervals.fid_resamples, run.cfg.seed)
+        reps = fid_replicates(feats, real, run.cfg.intervals.fid_resamples, run.cfg.seed, run.device)
         _store_interval(entry, "fid", reps, interval(reps, run.cfg.intervals.level))
     return {"library": "clean-fid 'clean' preprocessing (PIL bicubic float resize to 299) and Inception interface; "
                        "Frechet distance by symmetric eigendecomposition (equal to clean-fid's frechet_distance)",

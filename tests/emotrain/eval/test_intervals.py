@@ -53,3 +53,14 @@ def test_fid_replicates_spread_around_the_fid():
     reps = fid_replicates(gen, real, 200, seed=0)
     low, high = interval(reps)
     assert low < value < high and high - low > 0
+    # one replicate's formula (projected Gram matrix) equals the reference Frechet distance on the same rows
+    import torch
+
+    from emotrain.eval.intervals import pooled_fid
+
+    rows = np.concatenate([gen["awe"][:150], gen["fear"][50:]])
+    real_pooled = pool(list(real.values()))
+    x = torch.from_numpy(rows)
+    got = pooled_fid(x, x @ torch.from_numpy(real_pooled.sqrt_sigma()), torch.from_numpy(real_pooled.mu),
+                     float(np.trace(real_pooled.sigma)))
+    assert got == pytest.approx(frechet_distance(stats_of(rows), real_pooled), rel=1e-9)
