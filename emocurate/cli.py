@@ -65,25 +65,22 @@ def build(
         cfg = load_recipe(recipe, items)
     except (ConfigError, ValueError) as err:
         _fail(err)
-    if executor not in ("local", "ray"):
-        _fail(ValueError(f"--executor must be 'local' or 'ray'; got {executor!r}"))
-    if executor == "local" and (ray_address or ray_allow_network):
-        _fail(ValueError("--ray-address and --ray-allow-network need --executor ray"))
-    if executor == "ray":
-        from functools import partial
-
-        from emocurate.executors.ray import build as ray_build
-
-        run_build = partial(ray_build, address=ray_address, allow_network=ray_allow_network)
-    else:
-        from emocurate.run.driver import build as run_build
+    from emocurate.executors import check_options
+    from emocurate.run.driver import build as run_build
 
     try:
+        check_options(executor, ray_address, ray_allow_network)
+    except ValueError as err:
+        _fail(err)
+    try:
         with RichProgress() as progress:
-            summary = run_build(cfg, out, progress, publish=not no_publish)
-    except (ConfigError, FileNotFoundError) as err:
+            summary = run_build(cfg, out, progress, publish=not no_publish, executor=executor, ray_address=ray_address,
+                                ray_allow_network=ray_allow_network)
+    except (ConfigError, FileNotFoundError, NotADirectoryError, ValueError) as err:
         _fail(err)
     _print_summary(summary, out)
+    if cfg.report:
+        _write_report(out)
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -103,6 +100,8 @@ def _print_summary(summary: dict, out: Path) -> None:
 
         counts = crawl_summary(out / "crawl")
         console.print("  fetch status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    for warning in summary.get("warnings") or []:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"dataset: {summary['dataset']}" if summary["dataset"]
                   else f"[yellow]dataset not written:[/] {summary.get('dataset_not_written')}")
     console.print(f"see `emocurate status {out}`")
@@ -166,6 +165,31 @@ def refilter(
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(err)
     _print_summary(summary, run)
+    from emocurate.recipe import load_recipe
+
+    if load_recipe(run / "recipe.yaml").report:
+        _write_report(run)
+
+
+def _write_report(run: Path, out: Optional[Path] = None, thumbnails: bool = True) -> None:
+    from emocurate.report.site import write_report
+
+    try:
+        with RichProgress() as progress:
+            done = write_report(run, out, thumbnails=thumbnails, progress=progress)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"report: {done['index']} ({done['records']} records, {done['thumbnails']} thumbnails); open it in a browser")
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="Run folder (with records.parquet)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: RUN/report]."),
+    no_thumbnails: bool = typer.Option(False, "--no-thumbnails", help="Skip making thumbnails (earlier ones are kept)."),
+):
+    """Write a static HTML report of RUN (overview, what-if thresholds, gallery); it opens from disk, offline."""
+    _write_report(run, out, thumbnails=not no_thumbnails)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""`emotrain` command line: fit, generate, export, push (and eval when installed). Parses, calls one library function,
+"""`emotrain` command line: fit, baseline fit, generate, export, push, eval, reproduce. Parses, calls one library function,
 prints; heavy libraries load inside the commands so `--help` is instant.
 """
 
@@ -122,7 +122,8 @@ def fit(
 def generate(
     model: Path = typer.Option(..., "--model", help="A trained run folder."),
     out: Path = typer.Option(..., "--out", help="Folder for the images and the grid."),
-    emotion: Optional[str] = typer.Option(None, "--emotion", help="Emotion name, e.g. awe."),
+    emotion: Optional[str] = typer.Option(None, "--emotion",
+                                          help="Emotion name (awe), a comma list, or 'all': one OUT/<emotion>/ each."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Emotion fusion, e.g. amusement:0.5,awe:0.5."),
     n: int = typer.Option(8, "-n", "--num-images"),
     seed: int = typer.Option(0, "--seed"),
@@ -132,21 +133,46 @@ def generate(
     batch_size: int = typer.Option(4, "--batch-size"),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
-    """Generate images that evoke an emotion (or a mix, or an emotion inside a neutral prompt), plus one grid PNG."""
+    """Generate images that evoke an emotion (or a mix, or an emotion inside a neutral prompt), plus one grid PNG.
+
+    Several emotions (`--emotion all` or `--emotion awe,fear`) go into OUT/<emotion>/: the layout `emotrain eval --images OUT`
+    reads as it is."""
     from emotrain.generate import generate as run_generate
 
     quiet_libraries()
     try:
         target = _mix_or_emotion(emotion, mix)
+        jobs = [(target, out)]
+        if isinstance(target, str) and (target == "all" or "," in target):
+            jobs = [(e, out / e) for e in _model_emotions(model, target)]
         bar = _progress_bar("img", {})
-        task = bar.add_task("generate", total=n)
         with bar:
-            paths = run_generate(model, target, n, seed, out, prompt=prompt, steps=steps, guidance=guidance,
-                                 batch_size=batch_size, device=device,
-                                 progress=lambda done, total: bar.update(task, completed=done, total=total))
+            for what, folder in jobs:
+                task = bar.add_task(f"generate {what}" if len(jobs) > 1 else "generate", total=n)
+                paths = run_generate(model, what, n, seed, folder, prompt=prompt, steps=steps, guidance=guidance,
+                                     batch_size=batch_size, device=device,
+                                     progress=lambda done, total, t=task: bar.update(t, completed=done, total=total))
     except (OSError, ValueError) as err:
         _fail(err)
-    typer.echo(f"wrote {len(paths)} images to {out} and a grid to {out / 'grids'}")
+    if len(jobs) > 1:
+        typer.echo(f"wrote {n} images per emotion to {out}/<emotion>/ (grids in each grids/); "
+                   f"score them with `emotrain eval --images {out}`")
+    else:
+        typer.echo(f"wrote {len(paths)} images to {out} and a grid to {out / 'grids'}")
+
+
+def _model_emotions(model: Path, spec: str) -> list[str]:
+    """`all` -> the run's emotions (its config.json); `a,b` -> those names, checked against the emotion table."""
+    import json
+
+    from emocurate.core.emotions import check_emotions
+
+    if spec != "all":
+        return list(check_emotions([s.strip() for s in spec.split(",") if s.strip()]))
+    config = model / "config.json"
+    if not config.is_file():
+        raise FileNotFoundError(f"{model} is not a trained run (no config.json)")
+    return list(json.loads(config.read_text())["emotions"])
 
 
 @app.command()
@@ -188,9 +214,61 @@ def push(
     typer.echo(url)
 
 
+baseline_app = typer.Typer(help="The paper's Table 1 baselines (Textual Inversion, DreamBooth) on the same dataset.",
+                           no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+
+@baseline_app.command("fit", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def baseline_fit(
+    method: str = typer.Option(..., "--method", help="textual-inversion | dreambooth"),
+    dataset: str = typer.Option(..., "--dataset", help="The dataset CoEmoGen trains on (Hub id or folder)."),
+    out: Path = typer.Option(..., "--out", help="Run folder; `emotrain generate/eval --model` read it."),
+    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Baseline recipe YAML (recipes/train/baselines/)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
+    overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides key=value, e.g. optim.max_steps=3000."),
+) -> None:
+    """Fit Textual Inversion (one learned token per emotion) or DreamBooth (one UNet, full fine-tune)."""
+    from emocurate.core.config import ConfigError
+    from emotrain.baselines import METHODS
+    from emotrain.baselines.recipe import load_baseline_recipe
+    from emotrain.data import DatasetError
+
+    try:
+        if method not in METHODS:
+            raise ConfigError(f"--method {method!r}: use one of {', '.join(METHODS)}")
+        parsed = load_baseline_recipe(recipe, method, overrides or [])
+    except ConfigError as err:
+        _fail(err)
+    from emotrain.baselines.train import fit_baseline
+    from emotrain.train import TrainingStopped
+
+    quiet_libraries()
+    _log_to_console()
+    bar = _progress_bar("steps", {"loss": 0})
+    task = bar.add_task(method, total=max_steps or parsed.optim.max_steps, loss="-")
+    try:
+        with bar:
+            run = fit_baseline(parsed, dataset, out, max_steps=max_steps, resume=resume,
+                               progress=lambda step, total, info: bar.update(task, completed=step, total=total,
+                                                                             loss=f"{info['loss']:.4f}"))
+    except TrainingStopped as err:
+        typer.secho(str(err), fg=typer.colors.YELLOW, err=True)
+        raise typer.Exit(code=130)
+    except (DatasetError, ConfigError, OSError, ValueError) as err:
+        _fail(err)
+    if _is_main_process():
+        typer.echo(f"trained {run}; sample with `emotrain generate --model {run}` or score with `emotrain eval --model {run}`")
+
+
 from emotrain.cli_eval import eval_command  # noqa: E402  (typer only: the eval library loads inside the command)
 
 app.command("eval")(eval_command)
+
+from emotrain.cli_reproduce import reproduce_command  # noqa: E402  (typer only, like eval)
+
+app.command("reproduce")(reproduce_command)
 
 
 if __name__ == "__main__":

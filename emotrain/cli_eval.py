@@ -87,6 +87,10 @@ def eval_command(
         if clash:
             raise ValueError(f"--images names {clash} are taken by the models generated here; pick other NAME=DIR names")
         check_weights(cfg)  # before generating for hours
+        from emotrain.eval.availability import PIPELINE_FILE, check_models, eval_models, run_models
+
+        check_models([*eval_models(cfg), *(run_models(model) if model is not None else []),
+                      *([("--base-model", base_model, base_revision, PIPELINE_FILE)] if baseline else [])])
         settings = GenerateSettings(n=n, seed=seed, steps=steps, guidance=guidance, batch_size=gen_batch_size,
                                     device=device)
     except (ConfigError, ValueError, FileNotFoundError) as err:

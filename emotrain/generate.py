@@ -115,7 +115,11 @@ def load_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler
     from emotrain.model.hilora import add_hilora, load_hilora_state_dict
     from emotrain.recipe import TrainRecipe
 
+    from emotrain.baselines.sampler import is_baseline_run, load_baseline
+
     model_dir = Path(model_dir)
+    if is_baseline_run(model_dir):  # a Table 1 baseline (`emotrain baseline fit`): sampled the same way
+        return load_baseline(model_dir, device)
     if not (model_dir / "config.json").is_file() or not (model_dir / "hilora.safetensors").is_file():
         raise FileNotFoundError(f"{model_dir} is not a trained emotrain run (needs config.json and hilora.safetensors)")
     config = json.loads((model_dir / "config.json").read_text())
@@ -145,9 +149,9 @@ def _cached_run(model_dir: str, stamp: float, device: str | None) -> EmotionSamp
 
 def cached_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler:
     """`load_run`, kept for the next call with the same run and device (e.g. one `generate` call per emotion).
-    A retrained run (newer hilora.safetensors) is loaded afresh; only one run is kept."""
+    A retrained run (newer config.json) is loaded afresh; only one run is kept."""
     path = Path(model_dir).resolve()
-    stamp = (path / "hilora.safetensors").stat().st_mtime if (path / "hilora.safetensors").exists() else 0.0
+    stamp = (path / "config.json").stat().st_mtime if (path / "config.json").exists() else 0.0  # written last
     return _cached_run(str(path), stamp, device)
 
 

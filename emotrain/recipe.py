@@ -157,6 +157,16 @@ class RunConfig:
 
 
 @dataclass
+class PaperConfig:
+    """Where a recipe sits in the paper; `emotrain reproduce` reads it, training does not."""
+
+    row: str | None = None
+    """The paper's table row this recipe reproduces, e.g. "Table 1: w/o L_SEM" (the reproduction report's label)."""
+    caption_prompt: str = "emotion-one-sentence"
+    """The emocurate caption prompt the training dataset must be captioned with (Table 2(a) varies it)."""
+
+
+@dataclass
 class TrainRecipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -167,6 +177,7 @@ class TrainRecipe:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
 
 
 def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainRecipe:

@@ -23,17 +23,41 @@ class ConfigError(ValueError):
 
 def load(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
     """Read YAML at `path` (or start from defaults), apply `a.b=value` overrides, and build `cls`."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"recipe file not found: {path}")
-        data = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    data: dict[str, Any] = read_yaml(path) if path is not None else {}
     for item in overrides:
         set_dotted(data, item)
     return from_dict(cls, data)
+
+
+BASE_KEY = "base"
+"""A recipe may name another recipe file (relative to itself) whose keys it inherits and overrides."""
+
+
+def read_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe file as a dict, with its `base:` chain merged in (the child's keys win; sections merge key by key,
+    lists and scalars are replaced whole)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"recipe file not found: {path}" + (f" (the base of {_seen[-1]})" if _seen else ""))
+    if path.resolve() in _seen:
+        raise ConfigError(f"recipe base chain loops: {' -> '.join(str(p) for p in (*_seen, path.resolve()))}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a file path (relative to this recipe); got {base!r}")
+    return merge(read_yaml(path.parent / base, (*_seen, path.resolve())), data)
+
+
+def merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """`child` over `base`: nested mappings merge recursively, anything else in `child` replaces `base`'s value."""
+    out = dict(base)
+    for key, value in child.items():
+        out[key] = merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 def set_dotted(data: dict[str, Any], item: str) -> None:

@@ -29,7 +29,7 @@ STATUSES = (
     "ok", "http_error", "timeout", "connection_error", "too_large", "not_an_image", "robots_disallowed",
     "optout", "blocked_address", "bad_url", "too_many_redirects", "crawl_delay_too_long", "duplicate",
 )  # fmt: skip
-"""Every URL ends with one of these. `duplicate` is decided in input order by urls.py, never by a fetch."""
+"""Every URL ends with one of these. `duplicate` is decided in input order by sources/urls.py, never by a fetch."""
 
 REDIRECTS = (301, 302, 303, 307, 308)
 NOT_RETRIED_IN_RUN = ("robots_disallowed", "crawl_delay_too_long")

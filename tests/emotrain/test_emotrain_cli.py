@@ -25,6 +25,19 @@ def test_fit_generate_export(tmp_path, tiny_dataset):
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "img").glob("awe_s0_0000*.png"))) == 2 and (tmp_path / "img" / "grids" / "awe_s0.png").exists()
 
+    # several emotions: one folder each, which `emotrain eval --images` reads as it is
+    result = runner.invoke(app, ["generate", "--model", str(run), "--emotion", "all", "-n", "2", "--steps", "2",
+                                 "--out", str(tmp_path / "all")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "all").iterdir()) == ["amusement", "anger", "awe", "sadness"]
+    result = runner.invoke(app, ["eval", "--images", str(tmp_path / "all"), "--out", str(tmp_path / "report"),
+                                 "--device", "cpu", "metrics=[sem_d]", "clip.model=tiny:clip"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "report" / "results.json").read_text())["models"]["all"]["images"]["awe"] == 2
+    result = runner.invoke(app, ["eval", "--images", str(tmp_path / "img"), "--out", str(tmp_path / "r2"),
+                                 "metrics=[sem_d]", "clip.model=tiny:clip"])
+    assert result.exit_code == 2 and "generate with `emotrain generate --emotion all" in " ".join(result.output.split())
+
     result = runner.invoke(app, ["generate", "--model", str(run), "--mix", "awe:0.5,anger:0.5", "--prompt", "a lake",
                                  "-n", "1", "--steps", "2", "--out", str(tmp_path / "img")])
     assert result.exit_code == 0, result.output

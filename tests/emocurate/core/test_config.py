@@ -51,3 +51,22 @@ def test_bad_values_are_clear_errors(override, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="recipe file not found"):
         load(Outer, tmp_path / "nope.yaml")
+
+
+def test_base_recipe_is_inherited_and_overridden(tmp_path):
+    (tmp_path / "main.yaml").write_text("name: main\nseed: 1\nemotions: [awe, fear]\ninner:\n  backend: b\n  min_confidence: 0.9\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "row.yaml").write_text("base: ../main.yaml\nemotions: [awe]\ninner:\n  min_confidence: 0.2\n")
+    cfg = load(Outer, tmp_path / "sub" / "row.yaml", ["seed=4"])
+    # sections merge key by key (backend kept from the base), lists are replaced whole, overrides win over both
+    assert cfg == Outer(name="main", seed=4, emotions=["awe"], inner=Inner(0.2, "b"))
+
+
+def test_base_errors_name_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="base chain loops"):
+        load(Outer, tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml \\(the base of .*c.yaml\\)"):
+        load(Outer, tmp_path / "c.yaml")

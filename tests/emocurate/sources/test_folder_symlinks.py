@@ -7,6 +7,7 @@ import os
 
 import pytest
 
+from emocurate.executors.local import InProcess
 from emocurate.recipe import CurateRecipe, load_recipe
 from emocurate.run.driver import ingest_all
 from emocurate.run.folder import prepare_run
@@ -73,7 +74,7 @@ def test_the_recipe_option_reaches_ingest_and_drops_are_recorded(linked, tmp_pat
     for follow, run in ((False, tmp_path / "run-default"), (True, tmp_path / "run-follow")):
         recipe = CurateRecipe(sources=[f"folder:{root}"], shard_size=4, follow_symlinks=follow)
         prepare_run(run, recipe)
-        n = ingest_all(recipe, run, lambda *a, **k: None)
+        n = ingest_all(recipe, run, InProcess(recipe, run), lambda *a, **k: None)
         table = shards.read_stage(run, "ingest", n)
         errors = dict(zip(table.column("source_id").to_pylist(), table.column("ingest_error").to_pylist()))
         assert errors["amusement/a.jpg"] is None and errors["fear/inner/a.jpg"] is None

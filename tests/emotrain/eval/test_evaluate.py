@@ -72,6 +72,14 @@ def test_evaluate_known_answers_and_outputs(weights, data, tmp_path):
     assert fear["lpips"] > 0 and fear["sem_d"] > 0 and fear["sem_d_cos"] > 0
     assert amusement["lpips_pairs"] == 10 and amusement["sem_d_pairs"] == 10
     assert other["overall"]["lpips"] == pytest.approx((amusement["lpips"] + fear["lpips"]) / 2)
+    # error bars around every metric; EmoGen's protocol beside ours ([0, 1] LPIPS inputs, 10 pairs)
+    for entry in (copy, other):
+        for key in ("fid", "lpips", "sem_c", "sem_d", "lpips_emogen", "sem_d_emogen"):
+            low, high = entry["intervals"][key]
+            assert low - 1e-9 <= entry["overall"][key] <= high + 1e-9 or key == "fid", key
+            assert len(entry["bootstrap"][key]) == (100 if key == "fid" else 1000)
+    assert amusement["lpips_emogen"] == pytest.approx(0, abs=1e-6) and fear["lpips_emogen"] > 0
+    assert fear["lpips_emogen"] != pytest.approx(fear["lpips"])  # [0, 1] inputs give other distances
     for entry in (copy, other):
         assert 0 < entry["overall"]["sem_c"] <= 1 and 0 <= entry["overall"]["clip_score"] <= 100
         assert entry["overall"]["sem_c"] >= max(entry["overall"]["sem_c_places"], entry["overall"]["sem_c_imagenet"]) - 1e-9
@@ -92,6 +100,9 @@ def test_evaluate_known_answers_and_outputs(weights, data, tmp_path):
     assert "| Method | FID↓ | LPIPS↑ | Emo-A↑ | Sem-C↑ | Sem-D↑" not in report  # Emo-A not run: no empty column
     assert "| Method | FID↓ | LPIPS↑ | Sem-C↑ | Sem-D↑" in report and "| copy |" in report
     assert "reported in the paper" in report and "clean-fid" in report
+    assert "## Which differences are significant" in report and "copy is significantly better than other" in report
+    assert "## EmoGen's metric protocol, beside ours" in report and "LPIPS↑ (EmoGen protocol)" in report
+    assert f"| copy | {copy['overall']['fid']:.2f} [" in report  # value [low, high]
     for name in ("metrics.png", "grid_amusement.png", "grid_fear.png"):
         assert Image.open(out / name).size[0] > 100
 
@@ -257,3 +268,23 @@ def test_cli_generates_with_a_trained_run_then_evaluates(request, weights, tmp_p
     stamps = [p.stat().st_mtime_ns for p in first]
     assert CliRunner().invoke(cli(), args).exit_code == 0  # a rerun keeps the images it has
     assert [p.stat().st_mtime_ns for p in first] == stamps
+
+
+def test_every_model_id_is_checked_before_generating(data, tmp_path, monkeypatch):
+    """`--baseline sd` with a model that is neither local nor cached: one error line naming each id, nothing generated."""
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    result = CliRunner().invoke(cli(), ["eval", "--baseline", "sd", "--base-model", "nobody/missing-sd", "--real",
+                                        str(data / "real"), "--out", str(tmp_path / "out"), "-n", "2",
+                                        "metrics=[sem_d]", "clip.model=nobody/missing-clip"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    message = " ".join(result.output.split())
+    assert message.startswith("error: model(s) not available, nothing was generated")
+    assert "--base-model 'nobody/missing-sd': not in the local Hugging Face cache" in message
+    assert "clip.model 'nobody/missing-clip'" in message
+    assert not (tmp_path / "out").exists()
+    run = CliRunner().invoke(cli(), ["eval", "--model", str(tmp_path / "no-run"), "--out", str(tmp_path / "out"),
+                                     "metrics=[sem_d]", "clip.model=tiny:clip"])
+    assert run.exit_code == 2 and "not a trained run (no config.json)" in run.output
