@@ -9,21 +9,19 @@ from typing import List, Optional
 
 import typer
 
-from emocurate.core.console import RichProgress
+from emocurate.core.console import RichProgress, check_out_folder, debug_option, error_lines_group
 
 # Our rich bars show progress; the Hub/transformers tqdm bars ("Loading weights") would only interleave with them.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# cls: every exception a command raises becomes one `error:` line, exit 2 (fix the command) or 1 (the machine refused)
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=error_lines_group(), pretty_exceptions_show_locals=False,
                   help="Curate an emotion-captioned image dataset: ingest -> classify -> caption -> CLIP filter -> publish.")
 
 
-def _fail(err: Exception) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
-    raise typer.Exit(2)
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error (or set EMOCURATE_DEBUG=1).")):
+    debug_option(debug)
 
 
 @app.command()
@@ -47,7 +45,6 @@ def build(
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides: key=value (e.g. classify.min_confidence=0.8)."),
 ):
     """Run (or resume) the whole pipeline into RUN; finished shards are never redone."""
-    from emocurate.core.config import ConfigError
     from emocurate.recipe import load_recipe
 
     items = list(overrides or [])
@@ -61,14 +58,12 @@ def build(
         items.append("crawl.allow_hosts=" + json.dumps([h for entry in allow_hosts for h in entry.split(",") if h]))
     if retry_failed:
         items.append("crawl.retry_failed=true")
-    try:
-        cfg = load_recipe(recipe, items)
-    except (ConfigError, ValueError) as err:
-        _fail(err)
+    cfg = load_recipe(recipe, items)
+    check_out_folder(out)
     if executor not in ("local", "ray"):
-        _fail(ValueError(f"--executor must be 'local' or 'ray'; got {executor!r}"))
+        raise ValueError(f"--executor must be 'local' or 'ray'; got {executor!r}")
     if executor == "local" and (ray_address or ray_allow_network):
-        _fail(ValueError("--ray-address and --ray-allow-network need --executor ray"))
+        raise ValueError("--ray-address and --ray-allow-network need --executor ray")
     if executor == "ray":
         from functools import partial
 
@@ -78,11 +73,8 @@ def build(
     else:
         from emocurate.run.driver import build as run_build
 
-    try:
-        with RichProgress() as progress:
-            summary = run_build(cfg, out, progress, publish=not no_publish)
-    except (ConfigError, FileNotFoundError) as err:
-        _fail(err)
+    with RichProgress() as progress:
+        summary = run_build(cfg, out, progress, publish=not no_publish)
     _print_summary(summary, out)
 
 
@@ -114,11 +106,8 @@ def status(run: Path = typer.Argument(..., help="Run folder."), as_json: bool = 
     from emocurate.recipe import load_recipe
     from emocurate.run.status import run_status
 
-    try:
-        emotions = load_recipe(run / "recipe.yaml").emotions if (run / "recipe.yaml").exists() else None
-        data = run_status(run, emotions)
-    except (FileNotFoundError, ValueError) as err:
-        _fail(err)
+    emotions = load_recipe(run / "recipe.yaml").emotions if (run / "recipe.yaml").exists() else None
+    data = run_status(run, emotions)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -158,13 +147,9 @@ def refilter(
     no_publish: bool = typer.Option(False, "--no-publish", help="Only rewrite records.parquet."),
 ):
     """Re-apply thresholds to stored scores (no model runs); rewrites records.parquet and dataset/."""
-    from emocurate.core.config import ConfigError
     from emocurate.run.driver import refilter as run_refilter
 
-    try:
-        summary = run_refilter(run, list(set_), publish=not no_publish)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        _fail(err)
+    summary = run_refilter(run, list(set_), publish=not no_publish)
     _print_summary(summary, run)
 
 
@@ -177,10 +162,7 @@ def push(
     """Upload RUN/dataset/ to the Hub (token from HF_TOKEN or `hf auth login`)."""
     from emocurate.run.publish import push_run
 
-    try:
-        url = push_run(run, repo, private)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+    url = push_run(run, repo, private)
     typer.echo(url)
 
 
@@ -206,21 +188,19 @@ def train_classifier(
     from emocurate.core.emotions import EMOTIONS, check_emotions
     from emocurate.stages.labelled import labelled_dataset
 
-    try:
-        names = list(check_emotions([e.strip() for e in emotions.split(",")])) if emotions else list(EMOTIONS)
-        data = labelled_dataset(dataset, split)
-        with RichProgress() as progress:
-            done = [0]
+    check_out_folder(out)
+    names = list(check_emotions([e.strip() for e in emotions.split(",")])) if emotions else list(EMOTIONS)
+    data = labelled_dataset(dataset, split)
+    with RichProgress() as progress:
+        done = [0]
 
-            def embed_progress(n_done: int, total: int) -> None:
-                progress("embed", n_done - done[0], total)
-                done[0] = n_done
+        def embed_progress(n_done: int, total: int) -> None:
+            progress("embed", n_done - done[0], total)
+            done[0] = n_done
 
-            result = train_probe(data, out, clip_model=clip_model, image_column=image_column, label_column=label_column,
-                                 emotions=names, epochs=epochs, lr=lr, batch_size=batch_size, val_fraction=val_fraction,
-                                 seed=seed, device=device, progress=embed_progress)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+        result = train_probe(data, out, clip_model=clip_model, image_column=image_column, label_column=label_column,
+                             emotions=names, epochs=epochs, lr=lr, batch_size=batch_size, val_fraction=val_fraction,
+                             seed=seed, device=device, progress=embed_progress)
     typer.echo(json.dumps(result, indent=2, default=str))
 
 
