@@ -116,13 +116,17 @@ def status(run: Path = typer.Argument(..., help="Run folder."), as_json: bool = 
 
 def _print_status(data: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
-    console.print(f"[bold]{data['run']}[/]: {data['records']} records, " +
+    console = Console(emoji=False)  # "folder:x:1.jpg" is a source id, not the :x: emoji
+    console.print(f"[bold]{escape(data['run'])}[/]: {data['records']} records, " +
                   ", ".join(f"{k} {v}" for k, v in data["status"].items()) +
                   (" [yellow](live: decided from the finished shards; the build has not written records.parquet)[/]"
                    if data.get("live") else ""))
+    if data.get("pending_at_stage"):
+        console.print("pending (not processed yet; the running or next build does it): " +
+                      ", ".join(f"{stage} {n}" for stage, n in data["pending_at_stage"].items()))
     stages = data["remaining_after_stage"]
     emotions = list(dict.fromkeys(e for per in stages.values() for e in per))  # EmoSet order, then others
     table = Table(title="records remaining after each stage, per emotion")
@@ -136,7 +140,7 @@ def _print_status(data: dict) -> None:
     for col in ("stage", "reason", "n", "example"):
         reasons.add_column(col, justify="right" if col == "n" else "left")
     for r in data["reasons"]:
-        reasons.add_row(r["stage"], r["reason"], str(r["n"]), r["example"])
+        reasons.add_row(r["stage"], escape(r["reason"]), str(r["n"]), escape(r["example"] or ""))
     console.print(reasons)
 
 
