@@ -34,8 +34,11 @@ class RichProgress:
         self.bars = Progress(TextColumn(f"{{task.description:>{label_width}}}"), BarColumn(), MofNCompleteColumn(), Rate(),
                              TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
         self.tasks: dict[str, int] = {}
+        self.entered = False
 
     def __call__(self, task: str, advance: int = 0, total: Optional[int] = None) -> None:
+        if not self.tasks and self.entered:  # the first report: inputs were checked, work starts
+            self.bars.start()
         if task not in self.tasks:
             self.tasks[task] = self.bars.add_task(task, total=total)
         # one update: it also marks a task done when completed >= total, so a resumed stage with nothing left
@@ -43,11 +46,13 @@ class RichProgress:
         self.bars.update(self.tasks[task], total=total, advance=advance or None)
 
     def __enter__(self):
-        self.bars.__enter__()
+        self.entered = True  # the bars appear at the first report, not before (an input error prints no empty bar)
         return self
 
     def __exit__(self, *exc):
-        return self.bars.__exit__(*exc)
+        if self.tasks:
+            self.bars.stop()
+        return False
 
 
 def quiet_libraries() -> None:

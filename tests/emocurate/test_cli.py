@@ -115,6 +115,10 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path):
     for out in (afile, afile / "run"):
         result = CliRunner().invoke(app, ["build", "--recipe", str(DEMO), "--out", str(out), "--limit", "2"])
         assert result.exit_code == 2 and "is not a folder" in _error_line(result) and afile.read_text() == "keep me"
+    result = CliRunner().invoke(app, ["build", "--recipe", str(DEMO), "--out", str(tmp_path / "run"), "--source",
+                                      f"folder:{tmp_path / 'nope'}"])
+    assert result.exit_code == 2 and result.output.startswith("error: ")  # no (empty) progress display before it
+    assert "is not a directory" in _error_line(result)
     result = CliRunner().invoke(app, ["train-classifier", "--dataset", f"emoset:{tmp_path / 'nope'}", "--out",
                                       str(tmp_path / "probe"), "--clip-model", "tiny:clip"])
     assert result.exit_code == 2 and "expected the official EmoSet-118K layout" in _error_line(result)
@@ -129,6 +133,9 @@ def test_an_unwritable_out_is_one_line_and_exit_1(tmp_path):
 def test_push_to_an_unreachable_hub_is_one_line_and_debug_shows_the_traceback(tmp_path):
     import os
 
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     from emocurate.recipe import CurateRecipe
     from emocurate.run.folder import save_recipe
 
@@ -136,7 +143,7 @@ def test_push_to_an_unreachable_hub_is_one_line_and_debug_shows_the_traceback(tm
     (run / "dataset" / "data").mkdir(parents=True)  # a dataset folder shaped like a built one
     save_recipe(run, CurateRecipe(sources=["folder:/x"]))
     (run / "dataset" / "README.md").write_text("card")
-    (run / "dataset" / "data" / "train-00000-of-00001.parquet").write_bytes(b"")
+    pq.write_table(pa.table({"caption": ["a calm lake"]}), run / "dataset" / "data" / "train-00000-of-00001.parquet")
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "EMOCURATE_DEBUG")}
     env.update(PYTHONPATH=str(ROOT), HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN="hf_unreachable_test", HF_HUB_DISABLE_XET="1",
                HF_HOME=str(tmp_path / "hf-home"))
