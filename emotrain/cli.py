@@ -51,8 +51,8 @@ class _Bar:
             self.task = self.bars.add_task(self.label, total=total, rate="", **{k: "-" for k in self.fields})
         self.last = (done, now)
         rate = self.rate()
-        self.bars.update(self.task, completed=done, total=total, rate=f"{rate:.2f} {self.unit}/s" if rate else f"- {self.unit}/s",
-                         **fields)
+        shown = f"{rate:.2f} {self.unit}/s" if rate else f"- {self.unit}/s"
+        self.bars.update(self.task, completed=done, total=total, rate=shown, **fields)
 
     def rate(self) -> float | None:
         """Units per second between the first and the latest report (None before two reports that differ)."""
@@ -61,7 +61,8 @@ class _Bar:
         return (self.last[0] - self.first[0]) / (self.last[1] - self.first[1])
 
     def _progress(self):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
 
         return Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),

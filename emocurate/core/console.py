@@ -81,11 +81,13 @@ def print_error(message: str) -> None:
 
 
 def one_line(message: str) -> str:
+    """A multi-line message (e.g. a list of dataset problems) as one line: "head: item; item"."""
     lines = [line.strip() for line in str(message).splitlines() if line.strip()]
     return "".join(line if i == 0 else (" " if lines[i - 1].endswith(":") else "; ") + line for i, line in enumerate(lines))
 
 
 def debugging() -> bool:
+    """--debug or EMOCURATE_DEBUG=1: let tracebacks through."""
     return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
@@ -106,6 +108,8 @@ def describe(err: BaseException) -> tuple[int, str]:
         return ENVIRONMENT_ERROR, _os_message(err) + ": free some space or write somewhere else"
     if isinstance(err, ValueError):  # bad input: configs, recipes, datasets, options (ConfigError, DatasetError, ...)
         return USER_ERROR, str(err)
+    if isinstance(err, ImportError):  # an optional extra that is not installed
+        return ENVIRONMENT_ERROR, f"{err}: install the package (the README lists the extras, e.g. pip install -e '.[ray]')"
     if isinstance(err, (OSError, RuntimeError, MemoryError)):  # files, the Hub, CUDA out of memory
         return ENVIRONMENT_ERROR, str(err) or type(err).__name__
     return ENVIRONMENT_ERROR, (f"unexpected {type(err).__name__}: {err} (a bug: rerun with --debug or {DEBUG_ENV}=1 for the "

@@ -14,6 +14,7 @@ from emocurate.core.console import RichProgress, check_out_folder, describe, one
     (OSError(errno.EROFS, "Read-only file system", "/mnt/run"), 1, "choose a location you can write to"),
     (OSError(errno.ENOSPC, "No space left on device", "/d"), 1, "free some space"),
     (ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused"), 1, "cannot connect"),
+    (ModuleNotFoundError("No module named 'ray'"), 1, "No module named 'ray': install the package"),
     (IndexError("list index out of range"), 1, "unexpected IndexError: list index out of range (a bug: rerun with --debug"),
 ])
 def test_errors_map_to_one_line_and_an_exit_code(err, code, text):
