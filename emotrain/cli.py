@@ -11,19 +11,20 @@ from typing import List, Optional
 
 import typer
 
-from emocurate.core.console import quiet_libraries
+from emocurate.core.console import check_out_folder, debug_option, error_lines_group, quiet_libraries
 
 app = typer.Typer(
     help="Fine-tune Stable Diffusion 1.5 the CoEmoGen way and generate emotion-evoking images.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=error_lines_group(),  # every exception a command raises: one `error:` line, exit 2 (fix the command) or 1
 )
 
 
-def _fail(err: Exception) -> None:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error (or set EMOCURATE_DEBUG=1).")):
+    debug_option(debug)
 
 
 def _is_main_process() -> bool:
@@ -31,21 +32,50 @@ def _is_main_process() -> bool:
     return os.environ.get("RANK", "0") == "0"
 
 
-def _progress_bar(unit: str, fields: dict):
-    """A rich bar with count, rate (unit/s), extra fields (e.g. loss), elapsed time and ETA (rank 0 only)."""
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-    from rich.text import Text
+class _Bar:
+    """A rich bar (rank 0 only) that appears at the first progress report, i.e. once the inputs were checked and the
+    models loaded, and whose rate counts only work done since then (not resumed work, not loading)."""
 
-    class Rate(ProgressColumn):
-        def render(self, task):
-            return Text(f"{task.speed:.2f} {unit}/s" if task.speed else f"- {unit}/s")
+    def __init__(self, label: str, unit: str, fields: tuple[str, ...] = ()):
+        self.label, self.unit, self.fields = label, unit, fields
+        self.bars = self.task = None
+        self.first = self.last = None  # (done, clock()) of the first and latest report
+        self.clock = time.perf_counter
 
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-        *[TextColumn(f"{k} {{task.fields[{k}]}}") for k in fields],
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not _is_main_process(),
-    )
+    def update(self, done: int, total: int, **fields) -> None:
+        now = self.clock()
+        if self.bars is None:
+            self.first = (done, now)
+            self.bars = self._progress()
+            self.bars.start()
+            self.task = self.bars.add_task(self.label, total=total, rate="", **{k: "-" for k in self.fields})
+        self.last = (done, now)
+        rate = self.rate()
+        shown = f"{rate:.2f} {self.unit}/s" if rate else f"- {self.unit}/s"
+        self.bars.update(self.task, completed=done, total=total, rate=shown, **fields)
+
+    def rate(self) -> float | None:
+        """Units per second between the first and the latest report (None before two reports that differ)."""
+        if self.first is None or self.last[0] <= self.first[0] or self.last[1] <= self.first[1]:
+            return None
+        return (self.last[0] - self.first[0]) / (self.last[1] - self.first[1])
+
+    def _progress(self):
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        return Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+            *[TextColumn(f"{k} {{task.fields[{k}]}}") for k in self.fields],
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), disable=not _is_main_process(),
+        )
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bars is not None:
+            self.bars.stop()
 
 
 def _log_to_console() -> None:
@@ -78,28 +108,17 @@ def fit(
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides key=value, e.g. optim.lr=5e-4."),
 ) -> None:
     """Train CoEmoGen (Mapper + Visual-perception Encoder + HiLoRA, L_LDM + lambda L_SEM) on an emotion dataset."""
-    try:
-        from emocurate.core.config import ConfigError
-        from emotrain.data import DatasetError
-        from emotrain.recipe import load_recipe
-        from emotrain.train import TrainingStopped, train
-    except ImportError as err:  # pragma: no cover - broken install
-        _fail(err)
-    try:
-        parsed = load_recipe(recipe, overrides or [])
-    except ConfigError as err:
-        _fail(err)
+    from emotrain.recipe import load_recipe
+    from emotrain.train import TrainingStopped, train
+
+    parsed = load_recipe(recipe, overrides or [])
+    check_out_folder(out)
     quiet_libraries()
     _log_to_console()
-    total = max_steps or parsed.optim.max_steps
-    bar = _progress_bar("steps", {"loss": 0})
-    task = bar.add_task("fit", total=total, loss="-")
-    timing: dict = {}
+    bar = _Bar("fit", "steps", ("loss",))
 
     def progress(step: int, total_steps: int, info: dict) -> None:
-        timing.setdefault("first", (step, time.perf_counter()))
-        timing["last"] = (step, time.perf_counter())
-        bar.update(task, completed=step, total=total_steps, loss=f"{info.get('loss', float('nan')):.4f}")
+        bar.update(step, total_steps, loss=f"{info.get('loss', float('nan')):.4f}")
 
     try:
         with bar:
@@ -108,12 +127,7 @@ def fit(
         if _is_main_process():
             typer.secho(str(err), fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(code=130)
-    except (DatasetError, ConfigError, OSError, ValueError) as err:  # OSError: a model or file that cannot be loaded
-        _fail(err)
-    rate = ""
-    if "first" in timing and timing["last"][0] > timing["first"][0]:
-        (s0, t0), (s1, t1) = timing["first"], timing["last"]
-        rate = f" ({(s1 - s0) / (t1 - t0):.2f} steps/s)"
+    rate = f" ({bar.rate():.2f} steps/s)" if bar.rate() else ""
     if _is_main_process():
         typer.echo(f"trained {run}{rate}")
 
@@ -140,25 +154,21 @@ def generate(
     from emotrain.generate import generate as run_generate
 
     quiet_libraries()
-    try:
-        target = _mix_or_emotion(emotion, mix)
-        jobs = [(target, out)]
-        if isinstance(target, str) and (target == "all" or "," in target):
-            jobs = [(e, out / e) for e in _model_emotions(model, target)]
-        bar = _progress_bar("img", {})
-        with bar:
-            for what, folder in jobs:
-                task = bar.add_task(f"generate {what}" if len(jobs) > 1 else "generate", total=n)
-                paths = run_generate(model, what, n, seed, folder, prompt=prompt, steps=steps, guidance=guidance,
-                                     batch_size=batch_size, device=device,
-                                     progress=lambda done, total, t=task: bar.update(t, completed=done, total=total))
-    except (OSError, ValueError) as err:
-        _fail(err)
+    target = _mix_or_emotion(emotion, mix)
+    check_out_folder(out)
+    jobs = [(target, out)]
+    if isinstance(target, str) and (target == "all" or "," in target):
+        jobs = [(e, out / e) for e in _model_emotions(model, target)]
+    for what, folder in jobs:
+        with _Bar(f"generate {what}" if len(jobs) > 1 else "generate", "img") as bar:
+            paths = run_generate(model, what, n, seed, folder, prompt=prompt, steps=steps, guidance=guidance,
+                                 batch_size=batch_size, device=device, progress=bar.update)
+        rate = f" ({bar.rate():.2f} img/s)" if bar.rate() else ""
+        if len(jobs) == 1:
+            typer.echo(f"wrote {len(paths)} images to {out} and a grid to {out / 'grids'}{rate}")
     if len(jobs) > 1:
         typer.echo(f"wrote {n} images per emotion to {out}/<emotion>/ (grids in each grids/); "
                    f"score them with `emotrain eval --images {out}`")
-    else:
-        typer.echo(f"wrote {len(paths)} images to {out} and a grid to {out / 'grids'}")
 
 
 def _model_emotions(model: Path, spec: str) -> list[str]:
@@ -189,10 +199,8 @@ def export(
     from emotrain.export_run import export_run
 
     quiet_libraries()
-    try:
-        paths = export_run(model, _mix_or_emotion(emotion, mix), out, fmt, token, num_vectors)
-    except (OSError, ValueError) as err:
-        _fail(err)
+    check_out_folder(out)
+    paths = export_run(model, _mix_or_emotion(emotion, mix), out, fmt, token, num_vectors)
     for path in paths:
         typer.echo(str(path))
 
@@ -207,10 +215,7 @@ def push(
     """Upload a run folder (weights, clusters, config, card, samples) to the Hugging Face Hub; token from env or login."""
     from emotrain.push import push_run
 
-    try:
-        url = push_run(run, repo, private=private, include_checkpoints=checkpoints)
-    except (FileNotFoundError, ValueError) as err:
-        _fail(err)
+    url = push_run(run, repo, private=private, include_checkpoints=checkpoints)
     typer.echo(url)
 
 
@@ -233,31 +238,25 @@ def baseline_fit(
     from emocurate.core.config import ConfigError
     from emotrain.baselines import METHODS
     from emotrain.baselines.recipe import load_baseline_recipe
-    from emotrain.data import DatasetError
 
-    try:
-        if method not in METHODS:
-            raise ConfigError(f"--method {method!r}: use one of {', '.join(METHODS)}")
-        parsed = load_baseline_recipe(recipe, method, overrides or [])
-    except ConfigError as err:
-        _fail(err)
+    if method not in METHODS:
+        raise ConfigError(f"--method {method!r}: use one of {', '.join(METHODS)}")
+    parsed = load_baseline_recipe(recipe, method, overrides or [])
+    check_out_folder(out)
     from emotrain.baselines.train import fit_baseline
     from emotrain.train import TrainingStopped
 
     quiet_libraries()
     _log_to_console()
-    bar = _progress_bar("steps", {"loss": 0})
-    task = bar.add_task(method, total=max_steps or parsed.optim.max_steps, loss="-")
+    bar = _Bar(method, "steps", ("loss",))
     try:
         with bar:
             run = fit_baseline(parsed, dataset, out, max_steps=max_steps, resume=resume,
-                               progress=lambda step, total, info: bar.update(task, completed=step, total=total,
-                                                                             loss=f"{info['loss']:.4f}"))
+                               progress=lambda step, total, info: bar.update(step, total, loss=f"{info['loss']:.4f}"))
     except TrainingStopped as err:
-        typer.secho(str(err), fg=typer.colors.YELLOW, err=True)
+        if _is_main_process():
+            typer.secho(str(err), fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(code=130)
-    except (DatasetError, ConfigError, OSError, ValueError) as err:
-        _fail(err)
     if _is_main_process():
         typer.echo(f"trained {run}; sample with `emotrain generate --model {run}` or score with `emotrain eval --model {run}`")
 

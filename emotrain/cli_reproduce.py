@@ -44,23 +44,20 @@ def reproduce_command(
     overrides: Optional[List[str]] = typer.Argument(None, help="Eval overrides key=value, e.g. fid.inception=PATH."),
 ):
     """Reproduce a table of the paper: train (or reuse) every row, generate, evaluate, one report. Resumable."""
-    from emocurate.core.config import ConfigError, load
-    from emotrain.data import DatasetError
+    from emocurate.core.config import load
     from emotrain.eval.config import EvalConfig
     from emotrain.eval.generate import GenerateSettings
     from emotrain.reproduce import Plan, reproduce
     from emotrain.train import TrainingStopped
 
-    try:
-        eval_cfg = load(EvalConfig, config, [*(overrides or []), *([f"device={device}"] if device else [])])
-        plan = Plan(table=table, dataset=dataset, out=out, runs=runs,
-                    rows=[r.strip() for r in rows.split(",") if r.strip()] if rows else None, steps=steps,
-                    overrides=list(sets or []), caption_datasets=_pairs(list(caption_datasets or []), "--caption-dataset"),
-                    images={k: Path(v) for k, v in _pairs(list(images or []), "--images").items()})
-        generation = GenerateSettings(n=n, seed=seed, steps=inference_steps, guidance=guidance,
-                                      batch_size=gen_batch_size, device=device)
-    except (ConfigError, ValueError) as err:
-        _fail(err)
+    # user errors (ConfigError, ValueError, missing files) become one `error:` line in the app's error mapping
+    eval_cfg = load(EvalConfig, config, [*(overrides or []), *([f"device={device}"] if device else [])])
+    plan = Plan(table=table, dataset=dataset, out=out, runs=runs,
+                rows=[r.strip() for r in rows.split(",") if r.strip()] if rows else None, steps=steps,
+                overrides=list(sets or []), caption_datasets=_pairs(list(caption_datasets or []), "--caption-dataset"),
+                images={k: Path(v) for k, v in _pairs(list(images or []), "--images").items()})
+    generation = GenerateSettings(n=n, seed=seed, steps=inference_steps, guidance=guidance,
+                                  batch_size=gen_batch_size, device=device)
     quiet_libraries()
     try:
         with RichProgress(unit="it", label_width=28) as progress:
@@ -69,8 +66,6 @@ def reproduce_command(
     except TrainingStopped as err:
         typer.secho(f"{err}; rerun the same command to continue", fg=typer.colors.YELLOW, err=True)
         raise typer.Exit(code=130)
-    except (ConfigError, DatasetError, ValueError, FileNotFoundError, RuntimeError) as err:
-        _fail(err)
     typer.echo(f"{len(merged['models'])} rows; report: {out / 'report.md'}; numbers: {out / 'results.json'}")
 
 
@@ -84,8 +79,3 @@ def _log_above(progress) -> None:
     if not log.handlers:
         log.addHandler(RichHandler(console=progress.bars.console, show_path=False, show_time=False))
         log.setLevel(logging.INFO)
-
-
-def _fail(err: Exception) -> None:
-    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)

@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from emotrain.model.conditioning import PLACEHOLDER
+from emotrain.sampling import index_seed, make_pipeline  # noqa: F401  (part of this module's interface)
 
 GRID_MAX = 64
-
-
-def index_seed(seed: int, index: int, stream: int = 0) -> int:
-    """A deterministic 63-bit seed for image `index` of a run seeded `seed` (stream separates independent draws)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{index}:{stream}".encode()).digest()[:8], "big") >> 1
 
 
 def transfer_prompt(prompt: str | None, default: str = PLACEHOLDER) -> str:
@@ -89,19 +85,6 @@ class EmotionSampler:
                             guidance_scale=guidance, generator=generators, output_type="pil").images
 
 
-def make_pipeline(vae, text_encoder, tokenizer, unet, scheduler_config):
-    """A StableDiffusionPipeline around existing modules (nothing copied), with a DPM-Solver++ scheduler for sampling."""
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DPMSolverMultistepScheduler.from_config(scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 def load_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler:
     """Load a trained run folder (base model from its config.json, HiLoRA, Mapper, Encoder, clusters) for sampling."""
     import torch
@@ -115,7 +98,7 @@ def load_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler
     from emotrain.model.hilora import add_hilora, load_hilora_state_dict
     from emotrain.recipe import TrainRecipe
 
-    from emotrain.baselines.sampler import is_baseline_run, load_baseline
+    from emotrain.baseline_sampler import is_baseline_run, load_baseline
 
     model_dir = Path(model_dir)
     if is_baseline_run(model_dir):  # a Table 1 baseline (`emotrain baseline fit`): sampled the same way

@@ -49,25 +49,6 @@ TABLES: dict[int, list[Row]] = {
 }
 """Table 1's EmoGen row is not retrained (its code has no licence); pass its images with `--images EmoGen=DIR`."""
 
-PAPER: dict[str, dict[str, float]] = {  # FID, LPIPS, Emo-A, Sem-C, Sem-D as printed in the paper
-    "sd": dict(fid=44.05, lpips=0.687, emo_a=0.7077, sem_c=0.608, sem_d=0.0199),
-    "textual-inversion": dict(fid=50.51, lpips=0.702, emo_a=0.7487, sem_c=0.605, sem_d=0.0282),
-    "dreambooth": dict(fid=46.89, lpips=0.661, emo_a=0.7050, sem_c=0.614, sem_d=0.0178),
-    "EmoGen": dict(fid=41.60, lpips=0.717, emo_a=0.7625, sem_c=0.633, sem_d=0.0335),
-    "coemogen": dict(fid=40.66, lpips=0.732, emo_a=0.8015, sem_c=0.641, sem_d=0.0349),
-    "wo-lsem": dict(fid=50.32, lpips=0.698, emo_a=0.6590, sem_c=0.562, sem_d=0.0255),
-    "wo-emotion-loras": dict(fid=45.30, lpips=0.713, emo_a=0.7537, sem_c=0.625, sem_d=0.0308),
-    "wo-polarity-loras": dict(fid=41.47, lpips=0.724, emo_a=0.7883, sem_c=0.638, sem_d=0.0336),
-    "captions-plain-one-sentence": dict(fid=43.32, lpips=0.714, emo_a=0.7529, sem_c=0.612, sem_d=0.0303),
-    "captions-plain-detailed": dict(fid=44.91, lpips=0.716, emo_a=0.7368, sem_c=0.604, sem_d=0.0315),
-    "captions-emotion-detailed": dict(fid=42.58, lpips=0.724, emo_a=0.7742, sem_c=0.628, sem_d=0.0338),
-    "input-learnable": dict(fid=43.77, lpips=0.705, emo_a=0.7849, sem_c=0.593, sem_d=0.0289),
-    "input-text": dict(fid=42.38, lpips=0.697, emo_a=0.7892, sem_c=0.611, sem_d=0.0275),
-    "lsem-mae": dict(fid=42.40, lpips=0.721, emo_a=0.7883, sem_c=0.626, sem_d=0.0311),
-    "lsem-mse": dict(fid=41.87, lpips=0.725, emo_a=0.7904, sem_c=0.618, sem_d=0.0327),
-    "lsem-kl": dict(fid=48.36, lpips=0.693, emo_a=0.7001, sem_c=0.609, sem_d=0.0272),
-}
-
 # Sections of CoEmoGen's recipe that baselines do not have: overrides of these apply to CoEmoGen rows only.
 COEMOGEN_ONLY = ("emotion_input", "conditioning", "hilora", "loss")
 

@@ -9,13 +9,31 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
-from emotrain.eval.report import MAIN_COLUMNS, _table, overall_sections
+from emotrain.eval.report import MAIN_COLUMNS, md_table, overall_sections
+
+PAPER: dict[str, dict[str, float]] = {  # FID, LPIPS, Emo-A, Sem-C, Sem-D as printed in the paper
+    "sd": dict(fid=44.05, lpips=0.687, emo_a=0.7077, sem_c=0.608, sem_d=0.0199),
+    "textual-inversion": dict(fid=50.51, lpips=0.702, emo_a=0.7487, sem_c=0.605, sem_d=0.0282),
+    "dreambooth": dict(fid=46.89, lpips=0.661, emo_a=0.7050, sem_c=0.614, sem_d=0.0178),
+    "EmoGen": dict(fid=41.60, lpips=0.717, emo_a=0.7625, sem_c=0.633, sem_d=0.0335),
+    "coemogen": dict(fid=40.66, lpips=0.732, emo_a=0.8015, sem_c=0.641, sem_d=0.0349),
+    "wo-lsem": dict(fid=50.32, lpips=0.698, emo_a=0.6590, sem_c=0.562, sem_d=0.0255),
+    "wo-emotion-loras": dict(fid=45.30, lpips=0.713, emo_a=0.7537, sem_c=0.625, sem_d=0.0308),
+    "wo-polarity-loras": dict(fid=41.47, lpips=0.724, emo_a=0.7883, sem_c=0.638, sem_d=0.0336),
+    "captions-plain-one-sentence": dict(fid=43.32, lpips=0.714, emo_a=0.7529, sem_c=0.612, sem_d=0.0303),
+    "captions-plain-detailed": dict(fid=44.91, lpips=0.716, emo_a=0.7368, sem_c=0.604, sem_d=0.0315),
+    "captions-emotion-detailed": dict(fid=42.58, lpips=0.724, emo_a=0.7742, sem_c=0.628, sem_d=0.0338),
+    "input-learnable": dict(fid=43.77, lpips=0.705, emo_a=0.7849, sem_c=0.593, sem_d=0.0289),
+    "input-text": dict(fid=42.38, lpips=0.697, emo_a=0.7892, sem_c=0.611, sem_d=0.0275),
+    "lsem-mae": dict(fid=42.40, lpips=0.721, emo_a=0.7883, sem_c=0.626, sem_d=0.0311),
+    "lsem-mse": dict(fid=41.87, lpips=0.725, emo_a=0.7904, sem_c=0.618, sem_d=0.0327),
+    "lsem-kl": dict(fid=48.36, lpips=0.693, emo_a=0.7001, sem_c=0.609, sem_d=0.0272),
+}
 
 
 def write_table_report(plan, rows: list, done: dict, skipped: dict, eval_cfg) -> dict:
     """Merge the rows' results into OUT/results.json and render OUT/report.md; return the merged results."""
     from emotrain.eval.evaluate import write_json
-    from emotrain.reproduce import PAPER
 
     labels = {r.key: r.label for r in rows}
     models, meta = {}, {}
@@ -52,7 +70,7 @@ def render(plan, merged: dict, level: float) -> str:
         which = "every row was" if len(tiny) == len(meta) else f"rows {', '.join(tiny)} were"
         lines += [f"> **These numbers are noise**: {which} made with tiny random models built in code. The report "
                   "shows the layout, not CoEmoGen's quality.", ""]
-    lines += ["## Results", "", *_table(table, columns), "",
+    lines += ["## Results", "", *md_table(table, columns), "",
               "Rows in *italics* are the numbers **reported in the paper** (EmoSet, 1,000 images per emotion, their "
               "backbones), not measured here.", ""]
     lines += overall_sections(models, level)

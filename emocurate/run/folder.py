@@ -110,7 +110,12 @@ def unpin(run_dir: Path, made_dir: bool) -> None:
 
 
 def save_recipe(run_dir: Path, recipe: CurateRecipe) -> None:
+    """RUN/recipe.yaml, without credentials written into caption.base_url (http://user:key@host -> http://host)."""
+    from emocurate.publish.secrets import strip_credentials
+
+    data = asdict(recipe)
+    data["caption"]["base_url"] = strip_credentials(data["caption"]["base_url"])
     path = run_dir / "recipe.yaml"
     tmp = path.with_name(".recipe.yaml.tmp")
-    tmp.write_text("# the recipe this run folder was last built or refiltered with\n" + yaml.safe_dump(asdict(recipe), sort_keys=False))
+    tmp.write_text("# the recipe this run folder was last built or refiltered with\n" + yaml.safe_dump(data, sort_keys=False))
     tmp.replace(path)

@@ -62,7 +62,7 @@ def _row(name: str, values: dict, columns: list, intervals: dict | None = None) 
     return f"| {name} | " + " | ".join(_cell(key, fmt, values, intervals or {}) for key, _, fmt in columns) + " |"
 
 
-def _table(rows: list[tuple], columns: list) -> list[str]:
+def md_table(rows: list[tuple], columns: list) -> list[str]:
     """`rows`: (name, values) or (name, values, intervals {key: [low, high]})."""
     lines = ["| Method | " + " | ".join(title for _, title, _ in columns) + " |",
              "|---|" + "---:|" * len(columns)]
@@ -93,7 +93,7 @@ def overall_sections(models: dict, level: float = 0.95) -> list[str]:
                   "here copy that, so numbers can be compared with published ones. Our columns are the metric as "
                   "defined. (EmoGen's Sem-D script also mixes earlier emotions into later ones' pairs: a bug we do "
                   "not copy.)", "",
-                  *_table([(n, m["overall"], m.get("intervals", {})) for n, m in models.items()], columns), ""]
+                  *md_table([(n, m["overall"], m.get("intervals", {})) for n, m in models.items()], columns), ""]
     return lines
 
 
@@ -111,7 +111,7 @@ def render_markdown(results: dict, grids: dict, chart: Path, cfg: ReportConfig) 
         f"Every number and setting is in `results.json`.", "",
         f"Emotions: {', '.join(settings['emotions'])}. {counts}.", "",
         "## Overall (the layout of the paper's Table 1)", "",
-        *_table(rows, main), "",
+        *md_table(rows, main), "",
     ]
     if cfg.paper_reference:
         lines += ["Rows in *italics* are the numbers **reported in the paper** (Table 1: EmoSet, 1,000 images per emotion, "
@@ -122,7 +122,7 @@ def render_markdown(results: dict, grids: dict, chart: Path, cfg: ReportConfig) 
     for emotion in settings["emotions"]:
         columns = _present(results, MAIN_COLUMNS + PER_EMOTION_EXTRAS, "per_emotion", emotion)
         per = [(name, m["per_emotion"][emotion]) for name, m in models.items() if emotion in m["per_emotion"]]
-        lines += [f"### {emotion}", "", *_table(per, columns), "", f"![{emotion} samples]({grids[emotion].name})", ""]
+        lines += [f"### {emotion}", "", *md_table(per, columns), "", f"![{emotion} samples]({grids[emotion].name})", ""]
     lines += ["## Models compared per metric", "", f"![metrics]({chart.name})", ""]
     return "\n".join(lines)
 

@@ -106,3 +106,17 @@ def test_ablations_train(tmp_path, tiny_dataset, tiny_recipe):
 def test_fresh_run_into_a_used_folder_is_refused(trained_run, tiny_dataset, tiny_recipe):
     with pytest.raises(ValueError, match="already holds a run: continue it with --resume latest"):
         train(tiny_recipe("optim.max_steps=1"), tiny_dataset, trained_run)
+
+
+def test_resume_latest_falls_back_past_a_truncated_checkpoint(tmp_path, tiny_dataset, tiny_recipe, caplog):
+    from emotrain import checkpoint
+
+    recipe = tiny_recipe("optim.max_steps=3")
+    run = train(recipe, tiny_dataset, tmp_path / "run")  # keeps checkpoint-2 and checkpoint-3
+    hilora = run / "checkpoints" / "checkpoint-3" / "hilora.safetensors"
+    hilora.write_bytes(hilora.read_bytes()[:1000])  # a copy gone wrong
+    with caplog.at_level("INFO", logger="emotrain"):
+        train(recipe, tiny_dataset, run, resume="latest")
+    assert "checkpoint-3 is damaged (hilora.safetensors unreadable" in caplog.text
+    assert "checkpoint-2 at step 2" in caplog.text  # resumed from the newest intact one and redid step 3
+    assert checkpoint.damage(run / "checkpoints" / "checkpoint-3") is None

@@ -70,3 +70,27 @@ def test_base_errors_name_the_file(tmp_path):
     (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
     with pytest.raises(ConfigError, match="missing.yaml \\(the base of .*c.yaml\\)"):
         load(Outer, tmp_path / "c.yaml")
+
+
+def test_scientific_notation_is_a_number_in_overrides_and_files(tmp_path):
+    # YAML 1.1 reads `5e-4` as a string; the README's own `optim.lr=5e-4` must work
+    from emotrain.recipe import TrainRecipe
+
+    cfg = load(Inner, None, ["min_confidence=5e-1"])
+    assert cfg.min_confidence == 0.5
+    recipe = load(TrainRecipe, None, ["optim.lr=5e-4"])
+    assert recipe.optim.lr == 5e-4
+    path = tmp_path / "r.yaml"
+    path.write_text("seed: 2e1\ninner:\n  min_confidence: 7.5E-1\n")
+    assert load(Outer, path) == Outer(seed=20, inner=Inner(0.75))
+    with pytest.raises(ConfigError, match="seed must be int; got 2.5"):
+        load(Outer, None, ["seed=2.5"])
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: demo\ninner:\n  backend: [a, b\n")
+    with pytest.raises(ConfigError, match=r"r.yaml: line \d+, column \d+: not valid YAML"):
+        load(Outer, path)
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(Outer, None, ["emotions=[awe, fear"])

@@ -171,7 +171,8 @@ def test_kill9_and_resume_equals_uninterrupted(built, tmp_path):
     assert not (run / "records.parquet").exists()  # it never got to the end
     live = run_status(run)  # status works on an interrupted run: decided from the finished shards
     assert live["live"] and live["records"] == len(_records(reference))
-    assert any(r["reason"].endswith("_yet") for r in live["reasons"])  # e.g. not_captioned_yet
+    assert live["status"].get("pending") and live["pending_at_stage"]  # e.g. waiting for caption: pending, not dropped
+    assert not any(r["reason"].endswith("_yet") for r in live["reasons"])
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert _records(run) == _records(reference)

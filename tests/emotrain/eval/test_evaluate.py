@@ -135,13 +135,8 @@ def test_image_folders_must_be_emotions(tmp_path):
 
 
 def cli():
-    import typer
+    from emotrain.cli import app  # the real command line: its errors become one `error:` line and an exit code
 
-    from emotrain.cli_eval import eval_command
-
-    app = typer.Typer()
-    app.callback()(lambda: None)  # keep `eval` a subcommand, as in emotrain/cli.py
-    app.command("eval")(eval_command)
     return app
 
 

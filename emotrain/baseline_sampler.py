@@ -21,7 +21,7 @@ class BaselineSampler:
                  steps: int = 30, guidance: float = 7.5):
         import torch
 
-        from emotrain.generate import index_seed
+        from emotrain.sampling import index_seed
 
         if prompt:
             raise ValueError(f"a {self.method} baseline has no emotion transfer: drop --prompt")
@@ -48,7 +48,7 @@ def load_baseline(model_dir: str | Path, device: str | None = None) -> BaselineS
     from diffusers import StableDiffusionPipeline, UNet2DConditionModel
 
     from emocurate.core.tiny import resolve
-    from emotrain.generate import make_pipeline
+    from emotrain.sampling import make_pipeline
 
     model_dir = Path(model_dir)
     config = json.loads((model_dir / "config.json").read_text())
