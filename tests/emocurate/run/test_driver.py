@@ -165,7 +165,11 @@ def test_kill9_and_resume_equals_uninterrupted(built, tmp_path):
     run = tmp_path / "killed"
     cmd = [sys.executable, "-m", "emocurate", "build", "--recipe", str(DEMO), "--out", str(run), "--no-publish",
            *_overrides(root)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    import torch
+
+    # the same intra-op thread count as the in-process reference build: float reductions (and so the tiny captioner's
+    # greedy tokens) depend on it, and another test may have changed this process's count
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     _run_until(cmd, env, run / "shards" / "ingest" / "00001.done")  # killed during ingest (or just after)
     _run_until(cmd, env, run / "shards" / "caption" / "00000.done")  # resumed, then killed during captioning
     assert not (run / "records.parquet").exists()  # it never got to the end
