@@ -86,6 +86,24 @@ class HiLoRAConfig:
 
 
 @dataclass
+class ClustersConfig:
+    """The emotion clusters v_i is drawn from at inference (see emotrain/model/clusters.py). The paper: "a Gaussian
+    distribution" per emotion; its form is our choice: a low-rank (PCA) Gaussian over whole token sets."""
+
+    components: int = 16
+    """Principal directions per emotion (0: the per-token diagonal Gaussian, whose draws do not look like token
+    sets). Each costs T*Dv half floats in emotion_clusters.safetensors (0.5 MB for ViT-L/14)."""
+    sample_images: int = 128
+    """Token sets per emotion (seeded pick) the directions are estimated from; the mean uses every image."""
+
+    def __post_init__(self) -> None:
+        if self.components < 0:
+            raise ValueError(f"clusters.components must be >= 0; got {self.components}")
+        if self.sample_images < 2 and self.components:
+            raise ValueError(f"clusters.sample_images must be >= 2 to estimate directions; got {self.sample_images}")
+
+
+@dataclass
 class LossConfig:
     semantic: bool = True
     """Ablation: false trains with L_LDM alone."""
@@ -164,6 +182,7 @@ class TrainRecipe:
     """Ablation (Table 2b): one-hot + Neuro-symbolic Mapper | a learnable vector per emotion | the frozen word embedding."""
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     hilora: HiLoRAConfig = field(default_factory=HiLoRAConfig)
+    clusters: ClustersConfig = field(default_factory=ClustersConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
