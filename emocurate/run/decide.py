@@ -79,7 +79,7 @@ def decide(ingest: pa.Table, classify: pa.Table, captions: pa.Table, clipscores:
         dup = alive & ~df.index.isin(first.index)
         drop(dup, "dedup", "duplicate: same sha256 as " + df["id"].map(origin).fillna("?"))
 
-    # classify: label or top prediction, restricted to the recipe's emotions, confidence threshold
+    # classify: label or top prediction over all the classifier's classes, confidence threshold, then the recipe's emotions
     probs = classify.to_pandas().drop_duplicates("id").set_index("id") if classify.num_rows else pd.DataFrame()
     prob_matrix = np.full((len(df), len(clf_emotions)), np.nan)
     if len(clf_emotions) and len(probs):
@@ -93,14 +93,11 @@ def decide(ingest: pa.Table, classify: pa.Table, captions: pa.Table, clipscores:
     confidence = np.array([prob_matrix[i, index_of[e]] if isinstance(e, str) and e in index_of and has_probs[i] else np.nan
                            for i, e in enumerate(emotion)])
     drop(~has_probs, "classify", NOT_CLASSIFIED)
-    allowed = set(recipe.emotions)
-    outside = ~emotion.isin(allowed)
-    what = np.where(df["label"].notna(), "label", "predicted emotion")
-    drop(outside, "classify", "emotion_not_in_recipe: " + pd.Series(what, dtype=object) + " " + emotion.astype(str).map(repr))
     threshold = recipe.classify.min_confidence
     applies = df["label"].isna() | recipe.apply_min_confidence_to_labelled
     low = applies & (np.nan_to_num(confidence, nan=-1.0) < threshold)
     drop(low, "classify", pd.Series([f"low_confidence: {c:.3f} < min_confidence {threshold}" for c in confidence], dtype=object))
+    drop(*emotion_not_kept(emotion, df["label"], recipe.emotions))
 
     # caption: one caption per (id, emotion prior)
     cap = captions.to_pandas()
@@ -139,6 +136,15 @@ def decide(ingest: pa.Table, classify: pa.Table, captions: pa.Table, clipscores:
     schema = records_schema(clf_emotions)
     table = pa.Table.from_pandas(out, schema=schema.remove(schema.get_field_index("emotion_probs")), preserve_index=False)
     return table.add_column(10, schema.field("emotion_probs"), _probs_struct(prob_matrix, has_probs, clf_emotions, schema))
+
+
+def emotion_not_kept(emotion: pd.Series, label: pd.Series, kept: Sequence[str]):
+    """(mask, stage, reason) for items whose emotion (label, else the classifier's top class over ALL its classes) is
+    not among the recipe's `emotions`: e.g. a painting whose top class is excitement, in a six-emotion EmoArt."""
+    outside = ~emotion.isin(set(kept)).to_numpy()
+    why = pd.Series([f"emotion_not_kept: {e}" + (" (label)" if isinstance(lab, str) else "")
+                     for e, lab in zip(emotion, label)], dtype=object)
+    return outside, "classify", why
 
 
 def _probs_struct(matrix: np.ndarray, present: np.ndarray, emotions: Sequence[str], schema: pa.Schema) -> pa.Array:
