@@ -129,6 +129,8 @@ def generate(
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Neutral prompt for emotion transfer, e.g. 'a city street'."),
     steps: int = typer.Option(30, "--steps"),
     guidance: float = typer.Option(7.5, "--guidance"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+        help="dpm-solver++ | ddim | pndm | euler | euler-a (default: the run's run.scheduler, the card's sampler)."),
     batch_size: int = typer.Option(4, "--batch-size"),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
@@ -142,7 +144,7 @@ def generate(
         task = bar.add_task("generate", total=n)
         with bar:
             paths = run_generate(model, target, n, seed, out, prompt=prompt, steps=steps, guidance=guidance,
-                                 batch_size=batch_size, device=device,
+                                 batch_size=batch_size, device=device, scheduler=scheduler,
                                  progress=lambda done, total: bar.update(task, completed=done, total=total))
     except (OSError, ValueError) as err:
         _fail(err)

@@ -56,6 +56,8 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="Generation seed (the SD baseline: image i uses seed + i)."),
     steps: int = typer.Option(30, "--steps", help="Denoising steps when generating."),
     guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale when generating."),
+    scheduler: str = typer.Option("dpm-solver++", "--scheduler",
+        help="Sampler of every generated row (--model and --baseline alike): dpm-solver++ | ddim | pndm | euler | euler-a."),
     gen_batch_size: int = typer.Option(4, "--gen-batch-size", help="Images per generation batch."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
         help="Eval settings YAML (backbone paths, pairs, ...)."),
@@ -88,7 +90,7 @@ def eval_command(
             raise ValueError(f"--images names {clash} are taken by the models generated here; pick other NAME=DIR names")
         check_weights(cfg)  # before generating for hours
         settings = GenerateSettings(n=n, seed=seed, steps=steps, guidance=guidance, batch_size=gen_batch_size,
-                                    device=device)
+                                    device=device, scheduler=scheduler)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(err)
     generation = None

@@ -151,6 +151,9 @@ class RunConfig:
     """Steps between validation grids (one image per emotion, fixed seeds); 0 disables."""
     log_every: int = 10
     report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    scheduler: str = "dpm-solver++"
+    """The sampler of validation grids, the card's samples and `emotrain generate` on this run (emotrain/sampling.py
+    names: dpm-solver++, ddim, pndm, euler, euler-a). Our choice: the paper names no sampler."""
     inference_steps: int = 30
     guidance: float = 7.5
     samples_per_emotion: int = 4
@@ -168,6 +171,9 @@ class RunConfig:
             raise ValueError(f"run.checkpoint_every must be >= 1; got {self.checkpoint_every}")
         if self.keep_checkpoints < 1:
             raise ValueError(f"run.keep_checkpoints must be >= 1; got {self.keep_checkpoints}")
+        from emotrain.sampling import check_scheduler
+
+        check_scheduler(self.scheduler)
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ValueError(f"run.cpu_threads must be >= 1 or null; got {self.cpu_threads}")
         if self.validate_every < 0 or self.log_every < 1 or self.inference_steps < 1 or self.samples_per_emotion < 0:

@@ -218,9 +218,9 @@ def train(
     data = iter(loader)
 
     def emotion_sampler() -> EmotionSampler:
-        pipe = make_pipeline(vae, text_encoder, tokenizer, raw_unet, noise_scheduler.config)
+        pipe = make_pipeline(vae, text_encoder, tokenizer, raw_unet, noise_scheduler.config, run.scheduler)
         return EmotionSampler(pipe, accelerator.unwrap_model(mapper), accelerator.unwrap_model(encoder), clusters,
-                              emotions, recipe.conditioning.prompt, autocast=accelerator.autocast)
+                              emotions, recipe.conditioning.prompt, autocast=accelerator.autocast, scheduler=run.scheduler)
 
     def validation_grid(at_step: int) -> None:
         """One image per emotion with fixed seeds, from the training UNet switched to eval mode (no copy)."""
