@@ -84,6 +84,9 @@ def test_run_folder_outputs(trained_run):
     for emotion in config["emotions"]:
         assert f"](samples/{emotion}.png)" in card and (trained_run / "samples" / f"{emotion}.png").is_file()
     assert (trained_run / "validation" / "step-00000004.png").is_file()
+    # the card names the sampler its samples used (the one `emotrain generate` uses on this run)
+    assert "Sampler: dpm-solver++ (DPMSolverMultistepScheduler), 2 steps, guidance 7.5" in card
+    assert config["recipe"]["run"]["scheduler"] == "dpm-solver++"
     keys = load_file(str(trained_run / "hilora.safetensors")).keys()
     assert any(k.endswith("emotion.awe.lora_A.weight") for k in keys)
     assert any(k.endswith("polarity.negative.lora_B.weight") for k in keys)
