@@ -1,6 +1,7 @@
 """The training recipe: typed, commented dataclasses loaded from YAML with `emocurate.core.config.load` (dotted overrides).
 
-Defaults are the paper's settings (CoEmoGen, "Implementation details"). It only describes a run; `train.py` executes it.
+Defaults are the paper's settings (CoEmoGen, "Implementation details") where it states them; fields whose docstring
+starts "Ours:" are our choices where it is silent (README "Fidelity"). It only describes a run; `train.py` executes it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class DataConfig:
     emotions: list[str] | None = None
     """Emotions the model learns (one LoRA each). None: every emotion present in the dataset, in EmoSet order."""
     resolution: int = 512
-    """Training images are resized (short side) and center-cropped to this size."""
+    """Training images are resized (short side) and center-cropped to this size. Ours: the paper gives no size; 512 is
+    SD 1.5's native resolution."""
     random_flip: bool = False
     oversample: bool = True
     """Random oversampling (seeded) so every emotion has as many samples as the largest one (paper, following EmoGen)."""
@@ -52,11 +54,13 @@ class DataConfig:
 @dataclass
 class ConditioningConfig:
     mapper_hidden: int = 512
-    """Hidden width of the Neuro-symbolic Mapper (paper: 512)."""
+    """Hidden width of the Neuro-symbolic Mapper (paper: 512; its GELU activation is ours)."""
     d0: int = 768
-    """Attention width of the Visual-perception Encoder (paper: 768)."""
+    """Attention width of the Visual-perception Encoder (paper: 768). Ours: its keys are all CLIP image tokens and
+    it adds a residual e_i + Attn(e_i, v_i) (see model/conditioning.py)."""
     prompt: str = "<emotion>"
-    """Training prompt; `<emotion>` is the placeholder whose input embedding is e_i^v."""
+    """Training prompt; `<emotion>` is the placeholder whose input embedding is e_i^v. Ours: the paper does not give
+    the prompt; the token alone is what EmoGen's textual-inversion-style training uses."""
 
     def __post_init__(self) -> None:
         if self.mapper_hidden < 1 or self.d0 < 1:
@@ -71,6 +75,7 @@ class HiLoRAConfig:
     alpha: float | None = None
     """LoRA scale numerator (scale = alpha / rank); None means alpha = rank (scale 1)."""
     target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    """Ours: the paper does not name the U-Net layers; these are attn1 and attn2's projections in every block."""
     emotion_loras: bool = True
     """Ablation: false removes the emotion-specific LoRAs."""
     polarity_loras: bool = True
@@ -109,7 +114,7 @@ class LossConfig:
     """Ablation: false trains with L_LDM alone."""
     semantic_type: Literal["cosine", "mae", "mse", "kl"] = "cosine"
     semantic_weight: float = 1.0
-    """lambda in L = L_LDM + lambda * L_SEM."""
+    """lambda in L = L_LDM + lambda * L_SEM. Ours: the paper combines the two losses without stating a weight."""
 
     def __post_init__(self) -> None:
         if self.semantic_weight < 0:
@@ -143,7 +148,8 @@ class OptimConfig:
 class RunConfig:
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    """Frozen models run in this dtype; trained weights stay float32."""
+    """Frozen models run in this dtype; trained weights stay float32. Ours: the paper states no precision (the
+    shipped recipes use bf16)."""
     gradient_checkpointing: bool = False
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3

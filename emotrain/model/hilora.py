@@ -17,7 +17,8 @@ from torch.nn import functional as F
 from emocurate.core.emotions import POLARITIES, check_emotions, polarity_of
 
 DEFAULT_TARGETS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
-"""The attention projections of every transformer block, as in the paper."""
+"""The attention projections (attn1 and attn2) of every transformer block. Our choice: the paper puts HiLoRA in the
+U-Net without naming the layers; these are the layers diffusers' LoRA examples adapt."""
 
 
 @dataclass(frozen=True)
