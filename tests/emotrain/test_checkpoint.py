@@ -33,3 +33,13 @@ def test_rng_restored(tmp_path):
     torch.manual_seed(999)
     checkpoint.load(acc, checkpoint.find(tmp_path, "latest"))
     assert torch.equal(torch.rand(3), expected)
+
+
+def test_optimizer_state_of_other_parameters_is_a_clear_error(tmp_path):
+    import torch
+
+    stacked = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(10, 4, 3))])  # the old layout: one table per layer
+    torch.save(stacked.state_dict(), tmp_path / "optimizer.pt")
+    per_adapter = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(4, 3)) for _ in range(10)])
+    with pytest.raises(ValueError, match="cannot resume: start a new run folder"):
+        checkpoint.load_optimizer(per_adapter, tmp_path)
