@@ -77,6 +77,12 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> bool:
     wanted = json.loads(json.dumps(_identity(recipe)))
     if manifest.exists():
         have = json.loads(manifest.read_text())
+        scored = have.get("classifier_emotions")
+        if recipe.classify.emotions is not None and recipe.classify.emotions != scored:
+            raise ConfigError(
+                f"{run_dir} stores classifier scores for {scored or 'all of the model' + chr(39) + 's classes'}; this "
+                f"command asks classify.emotions={recipe.classify.emotions}. Leave classify.emotions as the first build "
+                "had it (the recipe's `emotions` chooses what is kept), or use a new --out.")
         for part in ("inputs", "models"):
             for key, value in wanted[part].items():
                 if have.get(part, {}).get(key) != value:
@@ -86,9 +92,9 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> bool:
                     )
         save_recipe(run_dir, recipe)
         return False
-    # the classifier runs over the emotions of the FIRST build (its scores are stored); later `emotions` values only
-    # decide which of them are kept
-    shards.write_json_atomic(manifest, {**wanted, "classifier_emotions": list(recipe.emotions)})
+    # the classifier scores the classes of the FIRST build (its scores are stored): `classify.emotions`, None = all of
+    # the model's classes; the recipe's `emotions` only decide which of them are kept (refilter may change it)
+    shards.write_json_atomic(manifest, {**wanted, "classifier_emotions": recipe.classify.emotions})
     save_recipe(run_dir, recipe)
     return True
 

@@ -100,7 +100,7 @@ def test_refilter_runs_no_model_then_build_captions_the_newly_eligible(built, tm
     pipeline.refilter(run, ["classify.min_confidence=0.0", "clip_filter.drop_fraction=0.5", emotions], publish=False)
     after = pq.read_table(run / "records.parquet").to_pylist()
     fear = next(r for r in after if r["source_id"] == "fear/f1.jpg")
-    assert fear["dropped_by"] == "classify" and fear["reason"] == "emotion_not_in_recipe: label 'fear'"
+    assert fear["dropped_by"] == "classify" and fear["reason"] == "emotion_not_kept: fear (label)"
     assert [r["emotion_probs"] for r in after] == [r["emotion_probs"] for r in before]  # scores untouched
     assert {r["source_id"] for r in after if r["reason"] == NOT_CAPTIONED} == set(low)
     scored = [r for r in after if r["clip_score"] is not None and r["dropped_by"] in (None, "clip_filter")]
