@@ -55,15 +55,13 @@ def check_out(run_dir: Path) -> None:
 
 
 def make_run_dir(run_dir: Path) -> bool:
-    """Create the run folder (and its parents); True when it did not exist. A clear error when it cannot be made."""
+    """Create the run folder (and its parents); True when it did not exist. An OSError (read-only, no permission)
+    when it cannot be written: an environment problem, which the command line reports as one line, exit code 1."""
     existed = run_dir.is_dir()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test.{os.getpid()}.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise RunFolderError(f"cannot write into --out {run_dir} ({err.strerror or err}): choose a folder you can write to") from None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    probe = run_dir / f".write-test.{os.getpid()}.tmp"
+    probe.write_bytes(b"")
+    probe.unlink()
     return not existed
 
 
