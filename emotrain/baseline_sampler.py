@@ -10,12 +10,23 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from emotrain.sampling import DEFAULT_SCHEDULER, make_scheduler
+
 
 class BaselineSampler:
     """A StableDiffusionPipeline prompted `prompt.format(emotion=token)`; `emotions` and `__call__` as EmotionSampler."""
 
-    def __init__(self, pipe, emotions: Sequence[str], prompt: str, tokens: dict[str, str], method: str):
+    def __init__(self, pipe, emotions: Sequence[str], prompt: str, tokens: dict[str, str], method: str,
+                 scheduler: str = DEFAULT_SCHEDULER):
         self.pipe, self.emotions, self.prompt, self.tokens, self.method = pipe, list(emotions), prompt, tokens, method
+        self.scheduler = scheduler
+        """The name of the pipeline's scheduler (emotrain.sampling.SCHEDULERS), as EmotionSampler's."""
+
+    def use_scheduler(self, name: str | None) -> None:
+        """Sample with scheduler `name` from now on (None keeps the current one), as EmotionSampler does."""
+        if name is not None and name != self.scheduler:
+            self.pipe.scheduler = make_scheduler(name, self.pipe.scheduler.config)
+            self.scheduler = name
 
     def __call__(self, mixes: Sequence[dict[str, float]], seeds: Sequence[int], prompt: str | None = None,
                  steps: int = 30, guidance: float = 7.5):

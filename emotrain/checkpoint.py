@@ -156,4 +156,10 @@ def load(accelerator, path: Path) -> tuple[dict, dict]:
 
 
 def load_optimizer(optimizer, path: Path) -> None:
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False, map_location="cpu"))
+    state = torch.load(path / "optimizer.pt", weights_only=False, map_location="cpu")
+    try:
+        optimizer.load_state_dict(state)
+    except ValueError as err:  # e.g. a checkpoint from before HiLoRA kept one parameter per adapter
+        raise ValueError(f"checkpoint {path} holds optimizer state for other parameters than this model's ({err}); "
+                         "checkpoints written by emotrain before one-parameter-per-adapter HiLoRA cannot resume: "
+                         "start a new run folder") from None

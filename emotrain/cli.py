@@ -144,6 +144,8 @@ def generate(
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Neutral prompt for emotion transfer, e.g. 'a city street'."),
     steps: int = typer.Option(30, "--steps"),
     guidance: float = typer.Option(7.5, "--guidance"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler",
+        help="dpm-solver++ | ddim | pndm | euler | euler-a (default: the run's run.scheduler, the card's sampler)."),
     batch_size: int = typer.Option(4, "--batch-size"),
     device: Optional[str] = typer.Option(None, "--device"),
 ) -> None:
@@ -162,7 +164,8 @@ def generate(
     for what, folder in jobs:
         with _Bar(f"generate {what}" if len(jobs) > 1 else "generate", "img") as bar:
             paths = run_generate(model, what, n, seed, folder, prompt=prompt, steps=steps, guidance=guidance,
-                                 batch_size=batch_size, device=device, progress=bar.update)
+                                 batch_size=batch_size, device=device, scheduler=scheduler,
+                                 progress=bar.update)
         rate = f" ({bar.rate():.2f} img/s)" if bar.rate() else ""
         if len(jobs) == 1:
             typer.echo(f"wrote {len(paths)} images to {out} and a grid to {out / 'grids'}{rate}")

@@ -48,6 +48,8 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="Generation seed (the SD baseline: image i uses seed + i)."),
     steps: int = typer.Option(30, "--steps", help="Denoising steps when generating."),
     guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale when generating."),
+    scheduler: str = typer.Option("dpm-solver++", "--scheduler",
+        help="Sampler of every generated row (--model and --baseline alike): dpm-solver++ | ddim | pndm | euler | euler-a."),
     gen_batch_size: int = typer.Option(4, "--gen-batch-size", help="Images per generation batch."),
     config: Optional[Path] = typer.Option(None, "--config", "-c",
         help="Eval settings YAML (backbone paths, pairs, ...)."),
@@ -84,7 +86,7 @@ def eval_command(
     check_models([*eval_models(cfg), *(run_models(model) if model is not None else []),
                   *([("--base-model", base_model, base_revision, PIPELINE_FILE)] if baseline else [])])
     settings = GenerateSettings(n=n, seed=seed, steps=steps, guidance=guidance, batch_size=gen_batch_size,
-                                device=device)
+                                device=device, scheduler=scheduler)
     generation = None
     quiet_libraries()
     with RichProgress(unit="img", label_width=16) as progress:

@@ -165,6 +165,7 @@ def render_card(facts: CardFacts, records: pa.Table, emotions: Sequence[str], cf
         pretty_name=cfg.pretty_name, num_rows=facts.num_rows, num_shards=facts.num_shards, emotions=list(emotions),
         drop_percent=f"{100 * provenance.drop_fraction:g}", notes=provenance.notes, repo_id=cfg.repo_id,
         min_confidence=provenance.thresholds.get("classify.min_confidence"),
+        classifier_emotions=(provenance.models.get("classify") or {}).get("emotions"),
         columns_table=md_table(["column", "type", "meaning"], columns),
         stage_table=md_table(["emotion", *stages], stage_rows),
         records_total=records.num_rows,

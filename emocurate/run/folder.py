@@ -55,15 +55,13 @@ def check_out(run_dir: Path) -> None:
 
 
 def make_run_dir(run_dir: Path) -> bool:
-    """Create the run folder (and its parents); True when it did not exist. A clear error when it cannot be made."""
+    """Create the run folder (and its parents); True when it did not exist. An OSError (read-only, no permission)
+    when it cannot be written: an environment problem, which the command line reports as one line, exit code 1."""
     existed = run_dir.is_dir()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test.{os.getpid()}.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise RunFolderError(f"cannot write into --out {run_dir} ({err.strerror or err}): choose a folder you can write to") from None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    probe = run_dir / f".write-test.{os.getpid()}.tmp"
+    probe.write_bytes(b"")
+    probe.unlink()
     return not existed
 
 
@@ -77,6 +75,12 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> bool:
     wanted = json.loads(json.dumps(_identity(recipe)))
     if manifest.exists():
         have = json.loads(manifest.read_text())
+        scored = have.get("classifier_emotions")
+        if recipe.classify.emotions is not None and recipe.classify.emotions != scored:
+            raise ConfigError(
+                f"{run_dir} stores classifier scores for {scored or 'all of the model' + chr(39) + 's classes'}; this "
+                f"command asks classify.emotions={recipe.classify.emotions}. Leave classify.emotions as the first build "
+                "had it (the recipe's `emotions` chooses what is kept), or use a new --out.")
         for part in ("inputs", "models"):
             for key, value in wanted[part].items():
                 if have.get(part, {}).get(key) != value:
@@ -86,9 +90,9 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> bool:
                     )
         save_recipe(run_dir, recipe)
         return False
-    # the classifier runs over the emotions of the FIRST build (its scores are stored); later `emotions` values only
-    # decide which of them are kept
-    shards.write_json_atomic(manifest, {**wanted, "classifier_emotions": list(recipe.emotions)})
+    # the classifier scores the classes of the FIRST build (its scores are stored): `classify.emotions`, None = all of
+    # the model's classes; the recipe's `emotions` only decide which of them are kept (refilter may change it)
+    shards.write_json_atomic(manifest, {**wanted, "classifier_emotions": recipe.classify.emotions})
     save_recipe(run_dir, recipe)
     return True
 

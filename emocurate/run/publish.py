@@ -84,7 +84,8 @@ def publish_records(run_dir: Path, recipe, records: pa.Table) -> tuple[Optional[
         if any(r.get("ignore_robots") for r in runs(run_dir / "crawl")):
             notes.append("--ignore-robots was used: robots.txt and X-Robots-Tag opt-outs were NOT honoured for some URLs.")
     provenance = Provenance(
-        models={stage: {k: info.get(k) for k in ("backend", "model", "revision")} for stage, info in models.items()},
+        models={stage: {k: info.get(k) for k in ("backend", "model", "revision", "emotions") if k in info or k != "emotions"}
+                for stage, info in models.items()},  # the classifier's "emotions": the classes it scored
         prompt=prompt, thresholds=_thresholds(recipe), drop_fraction=recipe.clip_filter.drop_fraction, seed=recipe.seed,
         recipe=recipe_for_publishing(recipe), notes=notes, status_counts=status_counts,
     )

@@ -117,7 +117,7 @@ def render_markdown(results: dict, grids: dict, chart: Path, cfg: ReportConfig) 
         lines += ["Rows in *italics* are the numbers **reported in the paper** (Table 1: EmoSet, 1,000 images per emotion, "
                   "their backbones); they were not measured here. The extra columns are ours.", ""]
     lines += overall_sections(models, settings["config"].get("intervals", {}).get("level", 0.95))
-    lines += ["## How each number was computed", "", *_method_notes(settings), ""]
+    lines += ["## How each number was computed", "", *_sampler_notes(settings), *_method_notes(settings), ""]
     lines += ["## Per emotion", ""]
     for emotion in settings["emotions"]:
         columns = _present(results, MAIN_COLUMNS + PER_EMOTION_EXTRAS, "per_emotion", emotion)
@@ -125,6 +125,19 @@ def render_markdown(results: dict, grids: dict, chart: Path, cfg: ReportConfig) 
         lines += [f"### {emotion}", "", *md_table(per, columns), "", f"![{emotion} samples]({grids[emotion].name})", ""]
     lines += ["## Models compared per metric", "", f"![metrics]({chart.name})", ""]
     return "\n".join(lines)
+
+
+def _sampler_notes(settings: dict) -> list[str]:
+    """How the rows generated here were sampled (one sampler for all of them); nothing for --images folders."""
+    generation = settings.get("generation") or {}
+    notes = []
+    for name, entry in generation.items():
+        sampler = entry.get("sampler") if isinstance(entry, dict) else None
+        if sampler:
+            notes.append(f"- **Sampling, {name}**: `{sampler['scheduler']}` ({sampler['diffusers_class']}), "
+                         f"{sampler['steps']} steps, guidance {sampler['guidance']:g}; adapters on the unconditional "
+                         f"half: {sampler['adapters_on_unconditional']}.")
+    return notes
 
 
 def _method_notes(settings: dict) -> list[str]:

@@ -60,3 +60,13 @@ def test_latest_skips_a_damaged_checkpoint_with_a_warning(tmp_path, caplog):
     (tmp_path / "checkpoint-1" / "rng_0.pt").unlink()
     with pytest.raises(ValueError, match="every checkpoint under .* is damaged: checkpoint-3: .*checkpoint-1: missing rng_0.pt"):
         checkpoint.find(tmp_path, "latest")
+
+
+def test_optimizer_state_of_other_parameters_is_a_clear_error(tmp_path):
+    import torch
+
+    stacked = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(10, 4, 3))])  # the old layout: one table per layer
+    torch.save(stacked.state_dict(), tmp_path / "optimizer.pt")
+    per_adapter = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(4, 3)) for _ in range(10)])
+    with pytest.raises(ValueError, match="cannot resume: start a new run folder"):
+        checkpoint.load_optimizer(per_adapter, tmp_path)

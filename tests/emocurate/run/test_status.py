@@ -28,7 +28,7 @@ def test_status_counts(tmp_path):
     assert after["caption"] == {"amusement": 0, "awe": 2, "fear": 0} and after["clip_filter"]["awe"] == 1
     reasons = {(r["stage"], r["reason"]): r["n"] for r in data["reasons"]}
     assert reasons == {("caption", "caption_error"): 1, ("dedup", "duplicate"): 1, ("ingest", "corrupt"): 1,
-                       ("classify", "low_confidence"): 1, ("classify", "emotion_not_in_recipe"): 1,
+                       ("classify", "low_confidence"): 1, ("classify", "emotion_not_kept"): 1,
                        ("clip_filter", "low_clip_score"): 1}
 
 

@@ -146,7 +146,7 @@ def test_cli_end_to_end_with_sd_baseline(weights, data, tmp_path):
     out = tmp_path / "report"
     args = ["eval", "--images", f"copy={data / 'copy'}", "--real", str(data / "real"), "--out", str(out),
             "--baseline", "sd", "--base-model", "tiny:sd", "-n", "2", "--steps", "2", "--gen-batch-size", "2",
-            "--device", "cpu",
+            "--device", "cpu", "--scheduler", "euler",
             "metrics=[fid, lpips, sem_d, clip_score]", f"fid.inception={weights['inception']}",
             f"fid.cache_dir={tmp_path / 'stats'}", f"lpips.alexnet={weights['alexnet']}", "clip.model=tiny:clip"]
     result = CliRunner().invoke(cli(), args)
@@ -158,6 +158,11 @@ def test_cli_end_to_end_with_sd_baseline(weights, data, tmp_path):
     generation = results["settings"]["generation"]
     assert generation["sd-baseline"]["prompt"] == "an image of {emotion}" and generation["settings"]["n"] == 2
     assert "| sd-baseline |" in (out / "report.md").read_text()
+    assert generation["settings"]["scheduler"] == "euler"
+    assert generation["sd-baseline"]["sampler"] == {"scheduler": "euler", "diffusers_class": "EulerDiscreteScheduler",
+                                                    "steps": 2, "guidance": 7.5,
+                                                    "adapters_on_unconditional": "n/a (no adapters)"}
+    assert "**Sampling, sd-baseline**: `euler` (EulerDiscreteScheduler), 2 steps, guidance 7.5" in (out / "report.md").read_text()
     assert (out / "metrics.png").is_file() and (out / "grid_fear.png").is_file()
 
 
@@ -172,6 +177,27 @@ def test_missing_weights_fail_before_generating(data, tmp_path):
     clash = CliRunner().invoke(cli(), ["eval", "--baseline", "sd", "--images", f"sd-baseline={data / 'copy'}",
                                        "--out", str(tmp_path / "out"), "metrics=[sem_d]"])
     assert clash.exit_code == 2 and "error: --images names ['sd-baseline'] are taken" in clash.output
+
+
+def test_sd_baseline_samples_with_the_eval_scheduler_not_the_pipeline_default(tmp_path):
+    """Table-1 rows must differ by method only: the SD baseline uses the same scheduler as our rows (default
+    DPM-Solver++), not the pipeline's own PNDM."""
+    import numpy as np
+    from diffusers import DPMSolverMultistepScheduler
+
+    from emotrain.eval.baseline import generate_baseline, load_pipeline
+    from emotrain.eval.generate import GenerateSettings, generate_images
+
+    folders, record = generate_images(tmp_path / "eval", ["awe"], GenerateSettings(n=1, steps=3, device="cpu"),
+                                      baseline_model="tiny:sd")
+    assert record["sd-baseline"]["sampler"]["scheduler"] == "dpm-solver++"
+    ours = np.asarray(Image.open(folders["sd-baseline"] / "awe" / "00000.png"))
+    pipe = load_pipeline("tiny:sd", device="cpu")
+    assert type(pipe.scheduler).__name__ != "DPMSolverMultistepScheduler"  # PNDM in SD 1.5, DDPM in tiny:sd
+    default = np.asarray(Image.open(generate_baseline(pipe, "awe", 1, 0, tmp_path / "default", steps=3)[0]))
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    dpm = np.asarray(Image.open(generate_baseline(pipe, "awe", 1, 0, tmp_path / "dpm", steps=3)[0]))
+    assert np.array_equal(ours, dpm) and not np.array_equal(ours, default)
 
 
 def test_sd_baseline_resumes_with_the_same_images(tmp_path):
@@ -259,6 +285,8 @@ def test_cli_generates_with_a_trained_run_then_evaluates(request, weights, tmp_p
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["models"][run.name]["images"] == {"awe": 2, "anger": 2}
+    sampler = results["settings"]["generation"][run.name]["sampler"]
+    assert sampler["scheduler"] == "dpm-solver++" and sampler["adapters_on_unconditional"] is True
     first = sorted((out / "images" / run.name / "awe").glob("*.png"))
     stamps = [p.stat().st_mtime_ns for p in first]
     assert CliRunner().invoke(cli(), args).exit_code == 0  # a rerun keeps the images it has
