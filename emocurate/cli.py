@@ -160,11 +160,8 @@ def refilter(
 def _write_report(run: Path, out: Optional[Path] = None, thumbnails: bool = True) -> None:
     from emocurate.report.site import write_report
 
-    try:
-        with RichProgress() as progress:
-            done = write_report(run, out, thumbnails=thumbnails, progress=progress)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+    with RichProgress() as progress:
+        done = write_report(run, out, thumbnails=thumbnails, progress=progress)
     typer.echo(f"report: {done['index']} ({done['records']} records, {done['thumbnails']} thumbnails); open it in a browser")
 
 

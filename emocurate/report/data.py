@@ -22,6 +22,7 @@ OUTCOMES = ("kept", "classify", "caption", "clip_filter", "dedup", "ingest", "fe
 COLUMNS = ("id", "source", "source_id", "dropped_by", "reason", "label", "emotion", "emotion_confidence", "caption",
            "clip_score", "shard", "seq")
 LOW_CONFIDENCE = "low_confidence:"
+EMOTION_NOT_KEPT = "emotion_not_kept"
 """decide.py's reason prefix for the one classify drop that `classify.min_confidence` can undo."""
 
 
@@ -59,10 +60,11 @@ def score_order(records: pa.Table) -> np.ndarray:
 
 
 def gates(dropped_by: list, reasons: list) -> list[int]:
-    """1 where the record left before the confidence check (fetch, ingest, dedup, unclassified, emotion outside the
-    recipe): no slider can change its outcome. 0 where it reached the check."""
+    """1 where the record left before the confidence check (fetch, ingest, dedup, not classified): no slider can change
+    its outcome. 0 where it reached the check (a low confidence, or an emotion the recipe does not keep, which
+    decide() checks after the confidence: see `outside`)."""
     early = {"fetch", "ingest", "dedup"}
-    return [int(d in early or (d == "classify" and not (r or "").startswith(LOW_CONFIDENCE)))
+    return [int(d in early or (d == "classify" and not (r or "").startswith((LOW_CONFIDENCE, EMOTION_NOT_KEPT))))
             for d, r in zip(dropped_by, reasons)]
 
 
@@ -104,6 +106,7 @@ def report_data(run_dir: Path, records: pa.Table, recipe, status: dict, thumbs: 
             "emotion": _codes(col["emotion"], emotions),
             "outcome": outcome,
             "gate": gates(col["dropped_by"], col["reason"]),
+            "outside": [int(e is not None and e not in recipe.emotions) for e in col["emotion"]],
             "labelled": [int(v is not None) for v in col["label"]],
             "reason": _codes(col["reason"], reason_names),
             "source": _codes(col["source"], sources),

@@ -41,7 +41,7 @@
   const outcomeText = (o) => (o === 0 ? "kept" : "dropped by " + OUT[o]);
 
   const R = {
-    n: N, gate: C.gate, labelled: C.labelled, captioned: C.caption.map((c) => (c === null ? 0 : 1)), conf, score,
+    n: N, gate: C.gate, outside: C.outside, labelled: C.labelled, captioned: C.caption.map((c) => (c === null ? 0 : 1)), conf, score,
     emotion: C.emotion, outcome: C.outcome, byScore: D.by_score, nEmotions: EMO.length,
     applyToLabelled: D.recipe.apply_min_confidence_to_labelled,
   };

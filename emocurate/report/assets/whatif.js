@@ -8,7 +8,7 @@
 
 const WHATIF = { KEPT: 0, CLASSIFY: 1, CAPTION: 2, CLIP_FILTER: 3 };
 
-/* r: {n, gate, labelled, captioned, conf (Float64Array, NaN = none), score (Float64Array), emotion, outcome,
+/* r: {n, gate, outside (1 = emotion not kept by the recipe), labelled, captioned, conf (Float64Array, NaN = none), score (Float64Array), emotion, outcome,
  *     byScore (record indices by (score, id, input order)), nEmotions, applyToLabelled}
  * -> {outcome: Int8Array (index into data.js's outcomes), pending: Uint8Array (1 = waits for a caption or a score)} */
 function whatIf(r, minConfidence, dropFraction) {
@@ -19,6 +19,8 @@ function whatIf(r, minConfidence, dropFraction) {
     const applies = !r.labelled[i] || r.applyToLabelled;
     const conf = Number.isNaN(r.conf[i]) ? -1.0 : r.conf[i];
     if (applies && conf < minConfidence) { outcome[i] = WHATIF.CLASSIFY; continue; }
+    // then emotion_not_kept: the classifier's class (over all its classes) is not among the recipe's emotions
+    if (r.outside[i]) { outcome[i] = WHATIF.CLASSIFY; continue; }
     // caption: none stored for (id, emotion) -> caption_error / not_captioned_yet
     if (!r.captioned[i]) { outcome[i] = WHATIF.CAPTION; pending[i] = 1; continue; }
     // clip filter: a caption without a stored score -> not_clip_scored_yet
