@@ -28,9 +28,13 @@ def _fail(err: Exception) -> None:
 
 @app.command()
 def build(
-    recipe: Path = typer.Option(..., "--recipe", "-r", help="Recipe YAML (see recipes/curate/)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: shards, records.parquet, dataset/. Rerun to resume."),
-    source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="Replaces the recipe's sources (repeatable)."),
+    source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="wikiart, demo, emoset:PATH, folder:PATH, hf:REPO, "
+                                               "urls:FILE (repeatable); replaces the recipe's sources."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="A recipe name (`emocurate recipes`) or YAML path. "
+                                         "Default: the source's own (wikiart: emoart, emoset: emoset, demo: demo), "
+                                         "else the paper's settings with all eight emotions."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: shards, records.parquet, dataset/. Rerun "
+                                       "to resume. Default: runs/<source name> (a new name if it holds other inputs)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Read at most N input items in total."),
     no_publish: bool = typer.Option(False, "--no-publish", help="Stop after records.parquet (no dataset/ folder)."),
     ignore_robots: bool = typer.Option(False, "--ignore-robots",
@@ -46,13 +50,15 @@ def build(
                                            "loopback proxy guard (Ray then probes cloud metadata at 169.254.169.254)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides: key=value (e.g. classify.min_confidence=0.8)."),
 ):
-    """Run (or resume) the whole pipeline into RUN; finished shards are never redone."""
+    """Run (or resume) the whole pipeline into a run folder; finished shards are never redone."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from emocurate.core.config import ConfigError
-    from emocurate.recipe import load_recipe
+    from emocurate.run.plan import plan_build
+    from emocurate.run.preflight import check_ready
 
     items = list(overrides or [])
-    if source:
-        items.append("sources=" + json.dumps(list(source)))
     if limit is not None:
         items.append(f"limit={limit}")
     if ignore_robots:
@@ -61,10 +67,6 @@ def build(
         items.append("crawl.allow_hosts=" + json.dumps([h for entry in allow_hosts for h in entry.split(",") if h]))
     if retry_failed:
         items.append("crawl.retry_failed=true")
-    try:
-        cfg = load_recipe(recipe, items)
-    except (ConfigError, ValueError) as err:
-        _fail(err)
     if executor not in ("local", "ray"):
         _fail(ValueError(f"--executor must be 'local' or 'ray'; got {executor!r}"))
     if executor == "local" and (ray_address or ray_allow_network):
@@ -79,11 +81,21 @@ def build(
         from emocurate.run.driver import build as run_build
 
     try:
+        plan = plan_build(recipe, list(source or []), out, items)
+        for line in plan.notes:
+            Console(soft_wrap=True).print(escape(line), highlight=False)
+        check_ready(plan.recipe, plan.out)
+    except (ConfigError, ValueError) as err:
+        _fail(err)
+    try:
         with RichProgress() as progress:
-            summary = run_build(cfg, out, progress, publish=not no_publish)
+            summary = run_build(plan.recipe, plan.out, progress, publish=not no_publish)
     except (ConfigError, FileNotFoundError) as err:
         _fail(err)
-    _print_summary(summary, out)
+    except OSError as err:  # e.g. the Hub unreachable: ConnectionError
+        hint = " (no network? with HF_HUB_OFFLINE=1 cached copies are used)" if isinstance(err, ConnectionError) else ""
+        _fail(OSError(f"{err}{hint}"))
+    _print_summary(summary, plan.out)
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -106,6 +118,43 @@ def _print_summary(summary: dict, out: Path) -> None:
     console.print(f"dataset: {summary['dataset']}" if summary["dataset"]
                   else f"[yellow]dataset not written:[/] {summary.get('dataset_not_written')}")
     console.print(f"see `emocurate status {out}`")
+
+
+recipes_app = typer.Typer(help="The shipped curation recipes: list them, or print one to copy and edit.")
+app.add_typer(recipes_app, name="recipes")
+
+
+@recipes_app.callback(invoke_without_command=True)
+def recipes(ctx: typer.Context):
+    """List the curation recipes (`emocurate build --recipe NAME`) with what each is for."""
+    if ctx.invoked_subcommand is None:
+        print_recipes(["curate"])
+
+
+@recipes_app.command("show")
+def recipes_show(name: str = typer.Argument(..., help="A recipe name, e.g. emoart.")):
+    """Print a recipe (redirect it to a file, edit, pass the file to --recipe)."""
+    show_recipe(name, "curate")
+
+
+def print_recipes(kinds: list[str]) -> None:
+    """The shipped recipes of some namespaces, one line each: name and purpose (shared with `emotrain recipes`)."""
+    from emocurate.core.recipes import COMMANDS, list_recipes
+
+    for kind in kinds:
+        typer.echo(f"{kind} recipes ({COMMANDS[kind]} NAME):")
+        for info in list_recipes(kind):
+            typer.echo(f"  {info.name:<18} {info.purpose}")
+
+
+def show_recipe(name: str, kind: str) -> None:
+    from emocurate.core.config import ConfigError
+    from emocurate.core.recipes import find_recipe
+
+    try:
+        typer.echo(find_recipe(name, kind).read_text(encoding="utf-8"), nl=False)
+    except ConfigError as err:
+        _fail(err)
 
 
 @app.command()

@@ -42,19 +42,29 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> None:
     manifest = run_dir / "run.json"
     wanted = json.loads(json.dumps(_identity(recipe)))
     if manifest.exists():
-        have = json.loads(manifest.read_text())
-        for part in ("inputs", "models"):
-            for key, value in wanted[part].items():
-                if have.get(part, {}).get(key) != value:
-                    raise ConfigError(
-                        f"{run_dir} was built with {part} {key}={have.get(part, {}).get(key)!r}, this command asks for "
-                        f"{value!r}: stored shards would not match. Use the same recipe to resume, or a new --out."
-                    )
+        differs = mismatch(run_dir, recipe)
+        if differs:
+            raise ConfigError(f"{run_dir} was built with {differs}: stored shards would not match. "
+                              "Use the same recipe to resume, or a new --out.")
     else:
         # the classifier runs over the emotions of the FIRST build (its scores are stored); later `emotions` values only
         # decide which of them are kept
         shards.write_json_atomic(manifest, {**wanted, "classifier_emotions": list(recipe.emotions)})
     save_recipe(run_dir, recipe)
+
+
+def mismatch(run_dir: Path, recipe: CurateRecipe) -> Optional[str]:
+    """What differs between the inputs and models RUN/run.json records and `recipe`'s; None if nothing (or no run.json)."""
+    manifest = Path(run_dir) / "run.json"
+    if not manifest.exists():
+        return None
+    have = json.loads(manifest.read_text())
+    wanted = json.loads(json.dumps(_identity(recipe)))
+    for part in ("inputs", "models"):
+        for key, value in wanted[part].items():
+            if have.get(part, {}).get(key) != value:
+                return f"{part} {key}={have.get(part, {}).get(key)!r}, this command asks for {value!r}"
+    return None
 
 
 def classifier_emotions(run_dir: Path) -> list[str]:
