@@ -138,13 +138,9 @@ def recipes_show(name: str = typer.Argument(..., help="A recipe name, e.g. emoar
 
 
 def print_recipes(kinds: list[str]) -> None:
-    """The shipped recipes of some namespaces, one line each: name and purpose (shared with `emotrain recipes`)."""
-    from emocurate.core.recipes import COMMANDS, list_recipes
+    from emocurate.core.recipes import listing
 
-    for kind in kinds:
-        typer.echo(f"{kind} recipes ({COMMANDS[kind]} NAME):")
-        for info in list_recipes(kind):
-            typer.echo(f"  {info.name:<18} {info.purpose}")
+    typer.echo("\n".join(listing(kinds)))
 
 
 def show_recipe(name: str, kind: str) -> None:

@@ -57,14 +57,15 @@ def eval_command(
     steps: int = typer.Option(30, "--steps", help="Denoising steps when generating."),
     guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale when generating."),
     gen_batch_size: int = typer.Option(4, "--gen-batch-size", help="Images per generation batch."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c",
-        help="Eval settings YAML (backbone paths, pairs, ...)."),
+    config: Optional[str] = typer.Option(None, "--config", "-c",
+        help="Eval settings: a name (`emotrain recipes`, e.g. emoset) or a YAML path (backbone paths, pairs, ...)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda when available)."),
     overrides: Optional[List[str]] = typer.Argument(None,
         help="Settings overrides key=value, e.g. fid.inception=/w/inception-2015-12-05.pt"),
 ):
     """Score generated images with FID, LPIPS, Emo-A, Sem-C, Sem-D (+ CLIP score); write results.json and report.md."""
     from emocurate.core.config import ConfigError, load
+    from emocurate.core.recipes import find_recipe
     from emocurate.core.emotions import check_emotions
     from emotrain.eval.config import EvalConfig
     from emotrain.eval.generate import BASELINE_NAME, GenerateSettings, generate_images
@@ -76,7 +77,7 @@ def eval_command(
     if device:
         items.append(f"device={device}")
     try:
-        cfg = load(EvalConfig, config, items)
+        cfg = load(EvalConfig, find_recipe(config, "eval") if config else None, items)
         named = parse_images(list(images or []))
         if baseline not in (None, "sd"):
             raise ValueError(f"--baseline {baseline!r}: only 'sd' (plain Stable Diffusion 1.5) is built in")

@@ -42,10 +42,23 @@ def load_training_dataset(source: str, split: str = "train") -> "datasets.Datase
         raise DatasetError(f"could not load dataset {source!r} (split {split!r}){hint}: {type(err).__name__}: {err}") from err
 
 
+def check_source(source: str) -> None:
+    """Fail before any model loads when `source` is neither a folder nor a Hub id, or a Hub id that offline mode forbids."""
+    from emocurate.core.hub import in_cache, offline
+
+    if Path(source).expanduser().exists():
+        return
+    if source.count("/") != 1 or source.startswith((".", "/", "~")):
+        raise DatasetError(f"dataset {source!r} is neither an existing folder nor a Hub id (user/name)")
+    if offline() and not in_cache(source, "dataset"):
+        raise DatasetError(f"dataset {source!r} is not a local folder and not in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
+                           "forbids downloading it: run once online (or unset HF_HUB_OFFLINE), or pass a local folder")
+
+
 def _load(source: str, split: str) -> "datasets.Dataset":
     import datasets
 
-    path = Path(source)
+    path = Path(source).expanduser()
     if path.exists():
         if (path / "state.json").exists() or (path / "dataset_dict.json").exists():  # a save_to_disk folder
             ds = datasets.load_from_disk(str(path))
@@ -55,9 +68,31 @@ def _load(source: str, split: str) -> "datasets.Dataset":
                 ds = ds[split]
             return ds
         return datasets.load_dataset(str(path), split=split)
-    if source.count("/") != 1 or source.startswith((".", "/", "~")):
-        raise DatasetError(f"dataset {source!r} is neither an existing folder nor a Hub id (user/name)")
-    return datasets.load_dataset(source, split=split)
+    check_source(source)
+    return _load_from_hub(source, split)
+
+
+def _load_from_hub(repo_id: str, split: str) -> "datasets.Dataset":
+    """Download a Hub dataset (or read the cached copy); offline, private and unreachable repos fail in one line.
+
+    Not streamed: training reads rows in a seeded random order and resumes at any position, which needs random access."""
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    from emocurate.core.hub import token_available
+
+    try:
+        return datasets.load_dataset(repo_id, split=split)
+    except (DatasetNotFoundError, RepositoryNotFoundError, GatedRepoError) as err:
+        if not token_available():
+            raise DatasetError(f"dataset {repo_id!r} was not found on the Hub, or it is private or gated and no token is "
+                               "set: set HF_TOKEN (or run `hf auth login`) with read access to it") from err
+        raise DatasetError(f"dataset {repo_id!r} was not found on the Hub, or your token cannot read it "
+                           "(check the name and the token's access)") from err
+    except ConnectionError as err:
+        raise DatasetError(f"could not reach the Hub for dataset {repo_id!r} (no network?); set HF_HUB_OFFLINE=1 to use "
+                           f"a cached copy: {err}") from err
 
 
 def emotion_labels(ds: "datasets.Dataset", column: str) -> list[str]:
@@ -78,6 +113,8 @@ class Validated:
     dataset: "datasets.Dataset"  # image column not decoded: {"bytes", "path"}
     labels: list[str]
     emotions: list[str]
+    emotions_from: str = "data.emotions"
+    """Where `emotions` came from: data.emotions, or the dataset's ClassLabel names / values (with what had no rows)."""
 
 
 def validate(ds: "datasets.Dataset", cfg: "DataConfig", check_images: bool | None = None, workers: int = 4) -> Validated:
@@ -123,7 +160,19 @@ def validate(ds: "datasets.Dataset", cfg: "DataConfig", check_images: bool | Non
     absent = [e for e in emotions if e not in present]
     if absent:
         raise DatasetError(f"data.emotions lists {absent} but the dataset has no rows for them")
-    return Validated(ds, labels, emotions)
+    return Validated(ds, labels, emotions, _emotions_from(ds.features[cfg.emotion_column], present, cfg.emotions))
+
+
+def _emotions_from(feature, present: set[str], chosen: list[str] | None) -> str:
+    """data.emotions when set; else the dataset's ClassLabel names (saying which had no rows) or its values."""
+    import datasets
+
+    if chosen is not None:
+        return "data.emotions"
+    if not isinstance(feature, datasets.ClassLabel):
+        return "the dataset's values"
+    empty = [n for n in (n.strip().lower() for n in feature.names) if n not in present]
+    return "the dataset's ClassLabel names" + (f"; no rows for {', '.join(empty)}: not learned" if empty else "")
 
 
 def load_image(cell: dict) -> Image.Image:

@@ -97,7 +97,8 @@ def train(
     else:
         indices = [i for i, label in enumerate(validated.labels) if label in emotions]
         before = after = {e: validated.labels.count(e) for e in emotions}
-    logger.info("emotions %s; samples per emotion before %s, after oversampling %s", emotions, before, after)
+    logger.info("emotions (%s): %s (%d); samples per emotion before %s, after oversampling %s",
+                validated.emotions_from, ", ".join(emotions), len(emotions), before, after)
     if main:
         (out / "oversampling.json").write_text(json.dumps({"before": before, "after": after, "seed": run.seed}, indent=2) + "\n")
 

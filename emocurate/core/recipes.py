@@ -63,3 +63,12 @@ def find_recipe(value: str | Path, kind: str) -> Path:
     hint = f"; {text!r} is a {elsewhere[0]} recipe (`{COMMANDS[elsewhere[0]]} {text}`)" if elsewhere else ""
     raise ConfigError(f"unknown {kind} recipe {text!r}{hint}: give a YAML path or one of {', '.join(shipped)} "
                       f"(`{LISTERS[kind]}` lists them)")
+
+
+def listing(kinds: list[str]) -> list[str]:
+    """Lines for `emocurate recipes` / `emotrain recipes`: per namespace, how to use it, then name and purpose of each."""
+    lines = []
+    for kind in kinds:
+        lines.append(f"{kind} recipes ({COMMANDS[kind]} NAME):")
+        lines += [f"  {info.name:<18} {info.purpose}" for info in list_recipes(kind)]
+    return lines
