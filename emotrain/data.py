@@ -50,9 +50,34 @@ def check_source(source: str) -> None:
         return
     if source.count("/") != 1 or source.startswith((".", "/", "~")):
         raise DatasetError(f"dataset {source!r} is neither an existing folder nor a Hub id (user/name)")
-    if offline() and not in_cache(source, "dataset"):
-        raise DatasetError(f"dataset {source!r} is not a local folder and not in the Hugging Face cache, and HF_HUB_OFFLINE=1 "
-                           "forbids downloading it: run once online (or unset HF_HUB_OFFLINE), or pass a local folder")
+    if offline():
+        if not in_cache(source, "dataset"):
+            raise DatasetError(f"dataset {source!r} is not a local folder and not in the Hugging Face cache, and "
+                               "HF_HUB_OFFLINE=1 forbids downloading it: run once online (or unset HF_HUB_OFFLINE), or "
+                               "pass a local folder")
+        return
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().dataset_info(source)  # one small request: a wrong name or a missing token fails before any model loads
+    except (RepositoryNotFoundError, GatedRepoError) as err:
+        raise _not_found(source) from err
+    except Exception as err:  # noqa: BLE001 - connection errors: OSError (requests) or httpx's own classes
+        if not (isinstance(err, OSError) or type(err).__module__.split(".")[0] in ("httpx", "httpcore", "requests")):
+            raise
+        raise DatasetError(f"could not reach the Hub for dataset {source!r} (no network?); set HF_HUB_OFFLINE=1 to use "
+                           f"a cached copy: {err}") from err
+
+
+def _not_found(repo_id: str) -> DatasetError:
+    from emocurate.core.hub import token_available
+
+    if not token_available():
+        return DatasetError(f"dataset {repo_id!r} was not found on the Hub, or it is private or gated and no token is set: "
+                            "set HF_TOKEN (or run `hf auth login`) with read access to it")
+    return DatasetError(f"dataset {repo_id!r} was not found on the Hub, or your token cannot read it "
+                        "(check the name and the token's access)")
 
 
 def _load(source: str, split: str) -> "datasets.Dataset":
@@ -80,16 +105,10 @@ def _load_from_hub(repo_id: str, split: str) -> "datasets.Dataset":
     from datasets.exceptions import DatasetNotFoundError
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    from emocurate.core.hub import token_available
-
     try:
         return datasets.load_dataset(repo_id, split=split)
     except (DatasetNotFoundError, RepositoryNotFoundError, GatedRepoError) as err:
-        if not token_available():
-            raise DatasetError(f"dataset {repo_id!r} was not found on the Hub, or it is private or gated and no token is "
-                               "set: set HF_TOKEN (or run `hf auth login`) with read access to it") from err
-        raise DatasetError(f"dataset {repo_id!r} was not found on the Hub, or your token cannot read it "
-                           "(check the name and the token's access)") from err
+        raise _not_found(repo_id) from err
     except ConnectionError as err:
         raise DatasetError(f"could not reach the Hub for dataset {repo_id!r} (no network?); set HF_HUB_OFFLINE=1 to use "
                            f"a cached copy: {err}") from err
