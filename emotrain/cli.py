@@ -90,12 +90,12 @@ def fit(
         _fail(err)
     try:
         plan = plan_fit(dataset, recipe, out, overrides or [], resume)
+        if _is_main_process():
+            for line in plan.notes:
+                typer.echo(line)
         check_source(dataset)
     except (ConfigError, DatasetError) as err:
         _fail(err)
-    if _is_main_process():
-        for line in plan.notes:
-            typer.echo(line)
     parsed, out = plan.recipe, plan.out
     quiet_libraries()
     _log_to_console()
