@@ -63,11 +63,17 @@ def check_source(source: str) -> None:
         HfApi().dataset_info(source)  # one small request: a wrong name or a missing token fails before any model loads
     except (RepositoryNotFoundError, GatedRepoError) as err:
         raise _not_found(source) from err
-    except Exception as err:  # noqa: BLE001 - connection errors: OSError (requests) or httpx's own classes
-        if not (isinstance(err, OSError) or type(err).__module__.split(".")[0] in ("httpx", "httpcore", "requests")):
+    except Exception as err:  # noqa: BLE001 - connection errors: OSError (requests) or the httpx family's own classes
+        if not _is_connection_error(err):
             raise
         raise DatasetError(f"could not reach the Hub for dataset {source!r} (no network?); set HF_HUB_OFFLINE=1 to use "
                            f"a cached copy: {err}") from err
+
+
+def _is_connection_error(err: Exception) -> bool:
+    """requests' errors are OSErrors; httpx (or a renamed fork such as httpx2) raises its own transport errors."""
+    roots = {cls.__module__.split(".")[0].rstrip("0123456789") for cls in type(err).__mro__}
+    return isinstance(err, OSError) or bool(roots & {"httpx", "httpcore", "requests", "urllib3"})
 
 
 def _not_found(repo_id: str) -> DatasetError:

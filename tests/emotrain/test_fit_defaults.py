@@ -143,3 +143,13 @@ def test_private_hub_dataset_without_token_fails_in_one_line(tmp_path):
     assert done.stderr.strip().splitlines() == [
         "error: dataset 'user/secret' was not found on the Hub, or it is private or gated and no token is set: set "
         "HF_TOKEN (or run `hf auth login`) with read access to it"]
+
+
+def test_unreachable_hub_fails_in_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(REPO))  # a closed port
+    done = subprocess.run([sys.executable, "-m", "emotrain", "fit", "--dataset", "user/emoart"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith("error: could not reach the Hub for dataset 'user/emoart' (no network?)")
