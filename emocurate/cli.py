@@ -55,7 +55,7 @@ def build(
     from rich.markup import escape
 
     from emocurate.core.config import ConfigError
-    from emocurate.run.plan import plan_build
+    from emocurate.run.defaults import plan_build
     from emocurate.run.preflight import check_ready
 
     items = list(overrides or [])

@@ -84,7 +84,7 @@ def fit(
     try:
         from emocurate.core.config import ConfigError
         from emotrain.data import DatasetError, check_source
-        from emotrain.plan import plan_fit
+        from emotrain.defaults import plan_fit
         from emotrain.train import TrainingStopped, train
     except ImportError as err:  # pragma: no cover - broken install
         _fail(err)

@@ -13,7 +13,7 @@ from emocurate.cli import app
 from emocurate.core.config import ConfigError
 from emocurate.core.emotions import EMOART_EMOTIONS, EMOTIONS
 from emocurate.run.folder import prepare_run
-from emocurate.run.plan import natural_recipe, plan_build, run_name
+from emocurate.run.defaults import natural_recipe, plan_build, run_name
 from emocurate.run.preflight import NotReady, check_ready
 from tests.helpers.paths import REPO
 

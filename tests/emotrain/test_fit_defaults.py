@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from emocurate.core.config import ConfigError
 from emotrain.cli import app
-from emotrain.plan import dataset_name, pick_out, plan_fit
+from emotrain.defaults import dataset_name, pick_out, plan_fit
 from tests.helpers.paths import REPO
 
 EMOART = ["amusement", "awe", "contentment", "anger", "fear", "sadness"]
