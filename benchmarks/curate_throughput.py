@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "recipes" / "curate" / "demo.yaml"
-STAGES = ("ingest", "classify", "caption", "clip_score")
+STAGES = ("ingest", "classify", "caption", "clip_filter")
 
 
 def write_images(folder: Path, n: int, size: int, seed: int = 0) -> Path:
@@ -77,21 +77,22 @@ def clip_stage_vs_bare(run: Path, recipe, repeats: int) -> tuple[float, float, i
     import pyarrow as pa
     import torch
 
-    from emocurate.run import driver as pipeline
-    from emocurate.stages import per_shard as shard_stages
-    from emocurate.store import shards
+    from emocurate.stages import per_shard
     from emocurate.stages.clip_filter import load_scorer
+    from emocurate.stages.table import STAGE, rows_with_bytes
+    from emocurate.store import shards
+    from emocurate.store.manifest import n_ingest_shards
 
     scorer = load_scorer(recipe.clip_filter)
     batch = recipe.clip_filter.batch_size
-    n_shards = pipeline.n_ingest_shards(run)
+    n_shards = n_ingest_shards(run)
     work = []
     for s in range(n_shards):
-        table = shards.read_shard(run, "clipscore", s, ["id", "caption"])
+        table = shards.read_shard(run, STAGE["clip_filter"].folder, s, ["id", "caption"])
         if table is not None and table.num_rows:
-            work.append(pipeline._rows_with_bytes(run, s, table))
+            work.append(rows_with_bytes(run, s, table))
     rows = pa.concat_tables(work)
-    images = shard_stages._images(rows.column("image_bytes").to_pylist())
+    images = per_shard._images(rows.column("image_bytes").to_pylist())
     captions = rows.column("caption").to_pylist()
     encoder = scorer.encoder
     pixels = [encoder.processor(images=images[i:i + batch], return_tensors="pt")["pixel_values"]
@@ -102,7 +103,7 @@ def clip_stage_vs_bare(run: Path, recipe, repeats: int) -> tuple[float, float, i
 
     def stage():
         for table in work:
-            shard_stages.clipscore_shard(table, scorer, batch)
+            per_shard.clip_filter_shard(table, scorer, batch)
 
     def bare():
         with torch.no_grad():
@@ -155,14 +156,9 @@ def main(argv=None) -> int:
     for name in [e.strip() for e in args.executors.split(",") if e.strip()]:
         run = work / f"run-{name}"
         start = time.perf_counter()
-        if name == "local":
-            summary = pipeline.build(recipe, run, publish=False)
-        elif name == "ray":
-            from emocurate.executors.ray import build as ray_build
-
-            summary = ray_build(recipe, run, publish=False)
-        else:
+        if name not in ("local", "ray"):
             raise SystemExit(f"unknown executor {name!r}: use local and/or ray")
+        summary = pipeline.build(recipe, run, publish=False, executor=name)
         results[name] = (time.perf_counter() - start, stage_rates(summary["stages"]))
 
     print(f"input: {args.images} JPEGs of {args.size}x{args.size} px, shards of {args.shard_size}; "

@@ -70,7 +70,8 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=float, default=100.0)
     args = parser.parse_args()
 
-    from emocurate.stages.caption.contract import CaptionConfig, load_captioner
+    from emocurate.stages.caption import load_captioner
+    from emocurate.stages.caption.contract import CaptionConfig
     from emocurate.stages.classify import ClassifyConfig, load_classifier
     from emocurate.stages.clip_filter import ClipFilterConfig, load_scorer
     from emocurate.core.emotions import EMOTIONS

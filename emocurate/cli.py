@@ -55,7 +55,9 @@ def build(
     from rich.markup import escape
 
     from emocurate.core.config import ConfigError
+    from emocurate.executors import check_options
     from emocurate.run.defaults import plan_build
+    from emocurate.run.driver import build as run_build
     from emocurate.run.preflight import check_ready
 
     items = list(overrides or [])
@@ -67,20 +69,8 @@ def build(
         items.append("crawl.allow_hosts=" + json.dumps([h for entry in allow_hosts for h in entry.split(",") if h]))
     if retry_failed:
         items.append("crawl.retry_failed=true")
-    if executor not in ("local", "ray"):
-        _fail(ValueError(f"--executor must be 'local' or 'ray'; got {executor!r}"))
-    if executor == "local" and (ray_address or ray_allow_network):
-        _fail(ValueError("--ray-address and --ray-allow-network need --executor ray"))
-    if executor == "ray":
-        from functools import partial
-
-        from emocurate.executors.ray import build as ray_build
-
-        run_build = partial(ray_build, address=ray_address, allow_network=ray_allow_network)
-    else:
-        from emocurate.run.driver import build as run_build
-
     try:
+        check_options(executor, ray_address, ray_allow_network)
         plan = plan_build(recipe, list(source or []), out, items)
         for line in plan.notes:
             Console(soft_wrap=True).print(escape(line), highlight=False)
@@ -89,13 +79,16 @@ def build(
         _fail(err)
     try:
         with RichProgress() as progress:
-            summary = run_build(plan.recipe, plan.out, progress, publish=not no_publish)
-    except (ConfigError, FileNotFoundError) as err:
+            summary = run_build(plan.recipe, plan.out, progress, publish=not no_publish, executor=executor,
+                                ray_address=ray_address, ray_allow_network=ray_allow_network)
+    except (ConfigError, FileNotFoundError, NotADirectoryError, ValueError) as err:
         _fail(err)
     except OSError as err:  # e.g. the Hub unreachable: ConnectionError
         hint = " (no network? with HF_HUB_OFFLINE=1 cached copies are used)" if isinstance(err, ConnectionError) else ""
         _fail(OSError(f"{err}{hint}"))
     _print_summary(summary, plan.out)
+    if plan.recipe.report:
+        _write_report(plan.out)
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -115,6 +108,8 @@ def _print_summary(summary: dict, out: Path) -> None:
 
         counts = crawl_summary(out / "crawl")
         console.print("  fetch status: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])))
+    for warning in summary.get("warnings") or []:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     console.print(f"dataset: {summary['dataset']}" if summary["dataset"]
                   else f"[yellow]dataset not written:[/] {summary.get('dataset_not_written')}")
     console.print(f"see `emocurate status {out}`")
@@ -211,6 +206,31 @@ def refilter(
     except (ConfigError, ValueError, FileNotFoundError) as err:
         _fail(err)
     _print_summary(summary, run)
+    from emocurate.recipe import load_recipe
+
+    if load_recipe(run / "recipe.yaml").report:
+        _write_report(run)
+
+
+def _write_report(run: Path, out: Optional[Path] = None, thumbnails: bool = True) -> None:
+    from emocurate.report.site import write_report
+
+    try:
+        with RichProgress() as progress:
+            done = write_report(run, out, thumbnails=thumbnails, progress=progress)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(err)
+    typer.echo(f"report: {done['index']} ({done['records']} records, {done['thumbnails']} thumbnails); open it in a browser")
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="Run folder (with records.parquet)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder [default: RUN/report]."),
+    no_thumbnails: bool = typer.Option(False, "--no-thumbnails", help="Skip making thumbnails (earlier ones are kept)."),
+):
+    """Write a static HTML report of RUN (overview, what-if thresholds, gallery); it opens from disk, offline."""
+    _write_report(run, out, thumbnails=not no_thumbnails)
 
 
 @app.command()

@@ -17,8 +17,7 @@ from emocurate.core.config import ConfigError, load
 from emocurate.crawl.fetch import CrawlConfig
 from emocurate.core.decode import DEFAULT_MAX_PIXELS, DEFAULT_MAX_SIDE
 from emocurate.core.emotions import EMOTIONS, check_emotions
-from emocurate.executors.ray import RayConfig
-from emocurate.publish.dataset import PublishConfig
+from emocurate.publish.config import PublishConfig
 
 
 _DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
@@ -31,6 +30,40 @@ DECISION_KEYS = (
     "clip_filter.drop_fraction",
 )
 """Keys `emocurate refilter` may change: they act on stored scores, never on models or inputs."""
+
+
+@dataclass
+class RayStageConfig:
+    num_gpus: float = 1.0
+    """GPUs each actor of this stage holds its model on (0.5 puts two actors on one GPU). Ignored (0) when the cluster
+    has no GPU, when the stage's `device` is 'cpu', and for the openai caption backend (no local model)."""
+    actors: int = 0
+    """Actor pool size; 0 = as many as the cluster's GPUs allow (cluster GPUs / num_gpus), or 1 without GPUs."""
+    num_cpus: float = 1.0
+    """CPUs each actor reserves (it decodes its shard's images)."""
+
+    def __post_init__(self):
+        if isinstance(self.num_gpus, bool) or not isinstance(self.num_gpus, (int, float)) or self.num_gpus < 0:
+            raise ValueError(f"num_gpus must be a number >= 0; got {self.num_gpus!r}")
+        if isinstance(self.actors, bool) or not isinstance(self.actors, int) or self.actors < 0:
+            raise ValueError(f"actors must be an integer >= 0 (0 = automatic); got {self.actors!r}")
+        if isinstance(self.num_cpus, bool) or not isinstance(self.num_cpus, (int, float)) or self.num_cpus <= 0:
+            raise ValueError(f"num_cpus must be a number > 0; got {self.num_cpus!r}")
+
+
+@dataclass
+class RayConfig:
+    """How `--executor ray` places the stages; the local executor ignores it."""
+
+    classify: RayStageConfig = field(default_factory=RayStageConfig)
+    caption: RayStageConfig = field(default_factory=RayStageConfig)
+    clip_filter: RayStageConfig = field(default_factory=RayStageConfig)
+    ingest_in_flight: int = 0
+    """Ingest shards decoded at once as Ray tasks; 0 = twice the cluster's CPUs."""
+
+    def __post_init__(self):
+        if isinstance(self.ingest_in_flight, bool) or not isinstance(self.ingest_in_flight, int) or self.ingest_in_flight < 0:
+            raise ValueError(f"ray.ingest_in_flight must be an integer >= 0 (0 = automatic); got {self.ingest_in_flight!r}")
 
 
 @dataclass
@@ -60,6 +93,8 @@ class CurateRecipe:
     apply_min_confidence_to_labelled: bool = False
     """Whether `classify.min_confidence` also drops items with a known label (folder emotion dirs, EmoSet); by default a
     known label is trusted and the classifier's scores are only stored."""
+    report: bool = False
+    """Write the browsable HTML report (RUN/report/index.html, `emocurate report`) after every build and refilter."""
     classify: ClassifyConfig = field(default_factory=ClassifyConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     clip_filter: ClipFilterConfig = field(default_factory=ClipFilterConfig)

@@ -81,8 +81,6 @@ def train(
         torch.set_num_threads(run.cpu_threads)
     if accelerator.device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = run.allow_tf32
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
     resume_from = checkpoint.find(out / "checkpoints", resume) if resume else None
     if resume_from is None and (checkpoint.checkpoints(out / "checkpoints") or (out / "config.json").exists()):
         raise ValueError(f"{out} already holds a run: continue it with --resume latest, or train into a new folder")
@@ -99,7 +97,8 @@ def train(
         before = after = {e: validated.labels.count(e) for e in emotions}
     logger.info("emotions (%s): %s (%d); samples per emotion before %s, after oversampling %s",
                 validated.emotions_from, ", ".join(emotions), len(emotions), before, after)
-    if main:
+    if main:  # the run folder is made only once its data was found and validated
+        out.mkdir(parents=True, exist_ok=True)
         (out / "oversampling.json").write_text(json.dumps({"before": before, "after": after, "seed": run.seed}, indent=2) + "\n")
 
     # ---- models: frozen VAE / text encoder / UNet / CLIP image encoder; trained Mapper, Encoder, HiLoRA ----------

@@ -1,6 +1,6 @@
 """Small facts every model stage needs when it loads a model: which device, which dtype, which Hub commit.
 
-It loads no model itself; classify, caption and clipscore call these helpers.
+It loads no model itself; the classify, caption and clip_filter stages call these helpers.
 """
 
 from __future__ import annotations
@@ -73,5 +73,5 @@ def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def rgb(image):
-    """The image as RGB (the stages accept anything PIL opens; decode.py already normalises pipeline inputs)."""
+    """The image as RGB (the stages accept anything PIL opens; core/decode.py already normalises pipeline inputs)."""
     return image if image.mode == "RGB" else image.convert("RGB")

@@ -1,7 +1,7 @@
 """Run a crawl on an asyncio event loop in a background thread: bounded look-ahead over the jobs, every result written
 to the state shards from that thread, results handed to the (synchronous) consumer one row at a time.
 
-It does not fetch (crawl.Fetcher does) or order results for the dataset (urls.py does).
+It does not fetch (fetch.Fetcher does) or order results for the dataset (sources/urls.py does).
 """
 
 from __future__ import annotations

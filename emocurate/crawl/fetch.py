@@ -4,7 +4,7 @@ decoding (decode.verify_image, in threads: JPEGs at 1/8 scale, still every byte 
 
 Why aiohttp: on this project's 2-core machine, against a loopback server of 2,000 JPEGs, aiohttp with 64 connections
 did 558-706 images/s with PIL decode in a thread pool, httpx 141-180 (its pool degrades as concurrency rises).
-It does not read URL lists or build records (urls.py), schedule the crawl (crawl_thread.py) or persist (crawl_state.py).
+It does not read URL lists or build records (sources/urls.py), schedule the crawl (background.py) or persist (state.py).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ STATUSES = (
     "ok", "http_error", "timeout", "connection_error", "too_large", "not_an_image", "robots_disallowed",
     "optout", "blocked_address", "bad_url", "too_many_redirects", "duplicate",
 )  # fmt: skip
-"""Every URL ends with one of these. `duplicate` is decided in input order by urls.py, never by a fetch."""
+"""Every URL ends with one of these. `duplicate` is decided in input order by sources/urls.py, never by a fetch."""
 
 REDIRECTS = (301, 302, 303, 307, 308)
 ROBOTS_MAX_BYTES = 512 * 1024  # Google reads the first 500 KiB of a robots.txt

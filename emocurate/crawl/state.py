@@ -2,7 +2,7 @@
 shard that exists is complete. Later shards supersede earlier ones for the same key (a retried URL).
 
 Shard columns: key, row, url, status, error, http_status, attempts, sha256, body (bytes, only for ok), final_url,
-retryable, fetched_at. It does not fetch or decide anything; `crawl.py` writes it and `urls.py` reads it.
+retryable, fetched_at. It does not fetch or decide anything; `fetch.py` writes it and `sources/urls.py` reads it.
 """
 
 from __future__ import annotations

@@ -1,22 +1,23 @@
-"""The local executor's model stages on several devices: one spawned worker process per device, each holding one model.
+"""The per-device executor: one spawned worker process per local device, each holding one model at a time.
 
-Workers run the same per-shard functions as the in-process path and the Ray executor and return result tables; the
-driver writes every file. It does not decide what to run: pipeline.py hands it the shards a stage still needs.
+Workers run the stage table's per-shard functions and return result tables; the driver writes every file. Ingest and the
+stages that do not follow `devices` (their own device is set, or they hold no local model) run in this process.
 """
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 
 from emocurate.core.config import ConfigError
+from emocurate.executors.local import InProcess, on_device, spreads
+from emocurate.executors.protocol import IngestShard, ShardResult
+from emocurate.stages.table import STAGE, Stage, load_model, run_shard
 
 
 def resolve_devices(devices: list[str]) -> list[str]:
@@ -41,20 +42,6 @@ def resolve_devices(devices: list[str]) -> list[str]:
     return list(devices)
 
 
-def spreads(recipe, stage: str) -> bool:
-    """Whether a model stage runs on `devices`: only when its own `device` is auto and it holds a model here
-    (the openai caption backend holds none; vLLM places itself, through `caption.vllm_args`)."""
-    cfg = getattr(recipe, stage)
-    return cfg.device == "auto" and not (stage == "caption" and cfg.backend in ("openai", "vllm"))
-
-
-def on_device(recipe, stage: str, device: str):
-    """A copy of `recipe` whose `stage` loads its model on `device`."""
-    out = copy.copy(recipe)
-    setattr(out, stage, dataclasses.replace(getattr(recipe, stage), device=device))
-    return out
-
-
 # ---------------------------------------------------------------- in a worker process
 _worker: dict = {}  # this worker's device, recipe and run folder, and the one model it holds (with its stage)
 
@@ -72,19 +59,17 @@ def _start_worker(recipe, run_dir: str, devices, cpu_threads: int) -> None:
     _worker.update(device=device, recipe=recipe, run_dir=Path(run_dir), stage=None, startup_s=time.perf_counter() - start)
 
 
-def _run_shard(stage: str, shard: int, keys: pa.Table) -> tuple[int, pa.Table, dict, float]:
-    """One shard on this worker's device: (shard, result table, model provenance, seconds spent loading the model)."""
-    from emocurate.executors.ray import load_stage_model, run_shard
-
+def _run_shard(stage: str, shard: int, keys: pa.Table) -> ShardResult:
+    """One shard on this worker's device (the model loaded first if this worker held another stage's)."""
     w, load_s = _worker, 0.0
     if w["stage"] != stage:
         _free_model()
         start = time.perf_counter()
         w["stage_recipe"] = on_device(w["recipe"], stage, w["device"])
-        w["model"], w["info"] = load_stage_model(stage, w["stage_recipe"], w["run_dir"])
+        w["model"], w["info"] = load_model(STAGE[stage], w["stage_recipe"], w["run_dir"])
         w["stage"], load_s = stage, time.perf_counter() - start + w.pop("startup_s", 0.0)
-    table = run_shard(stage, w["stage_recipe"], w["model"], w["run_dir"], shard, keys)
-    return shard, table, w["info"], load_s
+    table = run_shard(STAGE[stage], w["stage_recipe"], w["model"], w["run_dir"], shard, keys)
+    return ShardResult(shard, table, w["info"], load_s)
 
 
 def _free_model() -> None:
@@ -101,24 +86,31 @@ def _free_model() -> None:
 
 
 # ---------------------------------------------------------------- in the driver
-class DevicePool:
-    """One worker process per device ("spawn": CUDA-safe), started on first use and kept across stages; `close()` ends them."""
+class Devices:
+    """One worker process per device ("spawn": CUDA-safe), started on first use and kept across stages."""
 
     def __init__(self, recipe, run_dir: Path, devices: list[str]):
         self.recipe, self.run_dir, self.devices = recipe, Path(run_dir), list(devices)
+        self.here = InProcess(recipe, run_dir)
         self.executor = None
 
-    def run(self, stage: str, todo: dict[int, pa.Table]) -> Iterator[tuple[int, pa.Table, dict, float]]:
-        """(shard, result table, model provenance, model-load seconds) for each shard of `todo`, as workers finish them.
-        `todo` maps a shard to the key table (id, ...) its stage function takes; workers read the image bytes from RUN."""
+    def ingest(self, shards: Iterable[IngestShard]) -> Iterator[tuple[int, pa.Table]]:
+        return self.here.ingest(shards)
+
+    def run(self, stage: Stage, todo: dict[int, pa.Table], tick: Callable[[int], None]) -> Iterator[ShardResult]:
+        if not spreads(self.recipe, stage.name):
+            yield from self.here.run(stage, todo, tick)
+            return
         if not todo:
             return
         if self.executor is None:
             self._start()
-        futures = [self.executor.submit(_run_shard, stage, s, keys) for s, keys in sorted(todo.items())]
+        futures = [self.executor.submit(_run_shard, stage.name, s, keys) for s, keys in sorted(todo.items())]
         try:
             for future in as_completed(futures):
-                yield future.result()
+                result = future.result()
+                tick(result.table.num_rows)
+                yield result
         finally:  # after an error, shards not yet started are not started; finished ones are already written
             for future in futures:
                 future.cancel()
@@ -135,6 +127,7 @@ class DevicePool:
                                             initargs=(self.recipe, str(self.run_dir), devices, cpu_threads))
 
     def close(self) -> None:
+        self.here.close()
         if self.executor is not None:
             self.executor.shutdown(cancel_futures=True)
             self.executor = None

@@ -18,7 +18,7 @@ import pyarrow as pa
 from emocurate.publish import figures
 
 if TYPE_CHECKING:
-    from emocurate.publish.dataset import Provenance, PublishConfig
+    from emocurate.publish.config import Provenance, PublishConfig
 
 def _card_template() -> Path:
     """`cards/dataset_card.md.j2`: in a checkout (editable install) beside the package; in a wheel, packaged as

@@ -1,8 +1,9 @@
-"""`build` and `refilter`: run the stages shard by shard over a run folder, then decide and publish.
+"""`build` and `refilter`: the one driver. It decides what each stage still has to do, hands the shards to an executor,
+writes every file from what the executor yields, then decides the records and publishes them.
 
-The order is ingest -> classify -> caption -> clip score, each stage over every shard, skipping shards whose marker
-exists; models are loaded only when a shard still needs them. Decisions (decide.py) are re-derived from stored scores.
-The run folder's layout is described in run_folder.py.
+The order is ingest -> classify -> caption -> clip_filter (the stage table, stages/table.py), each stage over every shard
+that still needs it; models load only when a shard does. Decisions (run/decide.py) are re-derived from stored scores.
+The run folder's layout is described in run/folder.py; executors (emocurate/executors/) compute and write nothing.
 """
 
 from __future__ import annotations
@@ -13,271 +14,169 @@ from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from emocurate.store import shards
-from emocurate.run.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, NOT_SCORED, classify_schema, decide
-from emocurate.executors.devices import DevicePool, on_device, resolve_devices, spreads
-from emocurate.stages.ingest import INGEST_SCHEMA, META_COLUMNS, ingest_shard
 from emocurate.core.progress import no_progress
-from emocurate.run.publish import publish_records
+from emocurate.executors import open_executor
+from emocurate.executors.protocol import IngestShard
 from emocurate.recipe import CurateRecipe, check_refilter_overrides, load_recipe
-from emocurate.run.folder import INGEST_COMPLETE, classifier_emotions, n_ingest_shards, prepare_run, save_recipe
-from emocurate.stages.per_shard import caption_shard, classify_shard, clipscore_shard
+from emocurate.run.decide import decide_run
+from emocurate.core.config import ConfigError
+from emocurate.run.folder import check_out, make_run_dir, prepare_run, save_recipe, unpin
+from emocurate.run.lock import locked
+from emocurate.run.plan import merge_into_shard, stage_todo
+from emocurate.run.publish import publish_records
+from emocurate.stages.ingest import META_COLUMNS
+from emocurate.stages.table import INGEST, MODEL_STAGES, Stage
+from emocurate.store import shards
+from emocurate.store.manifest import INGEST_COMPLETE, n_ingest_shards
 
 
-# ---------------------------------------------------------------- stages
-def ingest_all(recipe: CurateRecipe, run_dir: Path, progress, crawl_cfg=None) -> int:
-    """Read the sources in order into shards of `shard_size` items; finished shards are skipped (their items only counted)."""
-    done = n_ingest_shards(run_dir)
-    if done is not None:
-        return done
+# ---------------------------------------------------------------- ingest
+def _shards_to_ingest(recipe: CurateRecipe, run_dir: Path, progress, crawl_cfg, counts: dict) -> Iterator[IngestShard]:
+    """The sources read in order, cut into shards of `shard_size`; a stored shard's items are only counted."""
     from emocurate.sources import iter_items
 
     index, seq, buffer = 0, 0, []
-
-    def flush():
-        nonlocal index, seq, buffer
-        if not shards.is_done(run_dir, "ingest", index):
-            table = ingest_shard(buffer, index, seq, recipe.max_image_pixels, recipe.max_image_side, recipe.decode_workers)
-            shards.write_shard(run_dir, "ingest", index, table)
-        seq += len(buffer)
-        index, buffer = index + 1, []
-
     for item in iter_items(recipe.sources, run_dir, recipe.limit, progress, crawl_cfg):
-        # an item of an already stored shard is only counted: no bytes kept in memory
-        buffer.append(None if shards.is_done(run_dir, "ingest", index) else item)
+        buffer.append(None if shards.is_done(run_dir, INGEST, index) else item)  # no bytes kept for stored shards
         progress("ingest", 1, recipe.limit)
         if len(buffer) == recipe.shard_size:
-            flush()
+            if not shards.is_done(run_dir, INGEST, index):
+                yield IngestShard(index, seq, buffer)
+            index, seq, buffer = index + 1, seq + len(buffer), []
     if buffer:
-        flush()
-    progress("ingest", 0, seq)  # the total is known now: completes the bar
-    shards.write_json_atomic(run_dir / INGEST_COMPLETE, {"shards": index, "items": seq})
-    return index
+        if not shards.is_done(run_dir, INGEST, index):
+            yield IngestShard(index, seq, buffer)
+        index, seq = index + 1, seq + len(buffer)
+    counts.update(shards=index, items=seq)
 
 
-def _first_new_ids(meta: pa.Table, n: int) -> list[list[str]]:
-    """Per shard, the decodable ids seen there for the first time (input order): the only ones a model ever processes."""
-    seen: set[str] = set()
-    per_shard: list[list[str]] = [[] for _ in range(n)]
-    ok = meta.filter(pc.is_null(meta.column("ingest_error")))
-    for shard, id_ in zip(ok.column("shard").to_pylist(), ok.column("id").to_pylist()):
-        if id_ not in seen:
-            seen.add(id_)
-            per_shard[shard].append(id_)
-    return per_shard
+def ingest_all(recipe: CurateRecipe, run_dir: Path, executor, progress, crawl_cfg=None) -> int:
+    """Every source into ingest shards (finished ones skipped); returns the number of shards."""
+    done = n_ingest_shards(run_dir)
+    if done is not None:
+        return done
+    counts: dict = {}
+    for index, table in executor.ingest(_shards_to_ingest(recipe, run_dir, progress, crawl_cfg, counts)):
+        shards.write_shard(run_dir, INGEST, index, table)
+    if counts["items"] == 0:
+        raise ValueError(f"the sources {recipe.sources} gave no items: nothing to curate (check the paths and --limit)")
+    progress("ingest", 0, counts["items"])  # the total is known now: completes the bar
+    shards.write_json_atomic(run_dir / INGEST_COMPLETE, counts)
+    return counts["shards"]
 
 
-def _rows_with_bytes(run_dir: Path, shard: int, keys: pa.Table) -> pa.Table:
-    """`keys` (with an `id` column) plus that shard's stored image bytes for each id, in `keys` order."""
-    ingest = shards.read_shard(run_dir, "ingest", shard, ["id", "image_bytes"])
-    blobs: dict[str, bytes] = {}
-    for id_, blob in zip(ingest.column("id").to_pylist(), ingest.column("image_bytes").to_pylist()):
-        if blob is not None:
-            blobs.setdefault(id_, blob)
-    missing = [i for i in keys.column("id").to_pylist() if i not in blobs]
-    if missing:
-        raise RuntimeError(f"ingest shard {shard} of {run_dir} lacks the bytes of {missing[:3]}: the run folder is damaged")
-    return keys.append_column("image_bytes", pa.array([blobs[i] for i in keys.column("id").to_pylist()], pa.binary()))
+# ---------------------------------------------------------------- model stages
+class _ModelsFile:
+    """RUN/models.json: the backend, model and revision each stage actually loaded (for provenance)."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "models.json"
+        self.info = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def note(self, stage: str, info: dict) -> None:
+        if self.info.get(stage) != info:
+            self.info[stage] = info
+            shards.write_json_atomic(self.path, self.info)
 
 
-class _Models:
-    """Loads each stage's model on first use and records what was loaded in RUN/models.json (for provenance).
-
-    With several `devices` (device_workers.py), a stage whose `device` is auto runs on one worker process per device
-    instead; with one, it loads on that device here."""
-
-    def __init__(self, recipe: CurateRecipe, run_dir: Path, devices: Sequence[str] = ()):
-        self.recipe, self.run_dir, self.loaded, self.devices = recipe, run_dir, {}, list(devices)
-        self.load_s: dict[str, float] = {}  # stage -> seconds spent loading its model
-        path = run_dir / "models.json"
-        self.info = json.loads(path.read_text()) if path.exists() else {}
-        self.pool = DevicePool(recipe, run_dir, self.devices) if len(self.devices) > 1 else None
-
-    def _note(self, stage: str, model, started: float, **extra) -> None:
-        self.load_s[stage] = time.perf_counter() - started
-        self.info[stage] = {"backend": model.backend, "model": model.model_id, "revision": model.revision, **extra}
-        shards.write_json_atomic(self.run_dir / "models.json", self.info)
-
-    def _cfg(self, stage: str):
-        """The stage's config, moved to the one listed device when `devices` names exactly one."""
-        if len(self.devices) == 1 and spreads(self.recipe, stage):
-            return getattr(on_device(self.recipe, stage, self.devices[0]), stage)
-        return getattr(self.recipe, stage)
-
-    def classifier(self):
-        if "classify" not in self.loaded:
-            from emocurate.stages.classify import load_classifier
-
-            started = time.perf_counter()
-            model = load_classifier(self._cfg("classify"), classifier_emotions(self.run_dir))
-            self.loaded["classify"] = model
-            self._note("classify", model, started, emotions=list(model.emotions))
-        return self.loaded["classify"]
-
-    def captioner(self):
-        if "caption" not in self.loaded:
-            from emocurate.stages.caption.contract import load_captioner
-
-            started = time.perf_counter()
-            model = load_captioner(self._cfg("caption"))
-            self.loaded["caption"] = model
-            self._note("caption", model, started, prompt=model.prompt_text("{emotion}"))
-        return self.loaded["caption"]
-
-    def scorer(self):
-        if "clip_filter" not in self.loaded:
-            from emocurate.stages.clip_filter import load_scorer
-
-            started = time.perf_counter()
-            model = load_scorer(self._cfg("clip_filter"))
-            self.loaded["clip_filter"] = model
-            self._note("clip_filter", model, started)
-        return self.loaded["clip_filter"]
-
-    def on_workers(self, stage: str, todo: dict[int, pa.Table], tick) -> Iterator[tuple[int, pa.Table]]:
-        """(shard, result table) per shard of `todo`, computed by the device workers; provenance noted as they report."""
-        self.load_s[stage] = 0.0  # workers load in parallel: the longest load counts
-        for shard, table, info, load_s in self.pool.run(stage, todo):
-            if self.info.get(stage) != info:
-                self.info[stage] = info
-                shards.write_json_atomic(self.run_dir / "models.json", self.info)
-            self.load_s[stage] = max(self.load_s[stage], load_s)
-            tick(table.num_rows)
-            yield shard, table
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.close()
-
-
-def _stage_results(stage: str, run_dir: Path, recipe: CurateRecipe, todo: dict[int, pa.Table], models: _Models,
-                   tick) -> Iterator[tuple[int, pa.Table]]:
-    """(shard, result table) for each shard of `todo` (shard -> key table), here or on the device workers."""
-    if models.pool is not None and spreads(recipe, stage):
-        yield from models.on_workers(stage, todo, tick)
-        return
-    run, model = {"classify": (classify_shard, models.classifier), "caption": (caption_shard, models.captioner),
-                  "clip_filter": (clipscore_shard, models.scorer)}[stage]
-    for s, keys in sorted(todo.items()):
-        rows = _rows_with_bytes(run_dir, s, keys)
-        yield s, run(rows, model(), getattr(recipe, stage).batch_size, tick)
-
-
-def classify_all(run_dir: Path, recipe: CurateRecipe, meta: pa.Table, n: int, models: _Models, progress) -> int:
-    todo = {s: pa.table({"id": ids}) for s, ids in enumerate(_first_new_ids(meta, n))
-            if ids and not shards.is_done(run_dir, "classify", s)}
+def run_stage(stage: Stage, run_dir: Path, recipe: CurateRecipe, n: int, meta: pa.Table, executor, progress,
+              models: _ModelsFile) -> dict:
+    """Hand `stage` every shard it still needs and store each result; returns its items and model-loading seconds."""
+    records = decide_run(run_dir, recipe, n) if stage.input is not None else None
+    todo = stage_todo(stage, run_dir, meta, records, n)
     total = sum(t.num_rows for t in todo.values())
-    progress("classify", 0, total)
-    for s, table in _stage_results("classify", run_dir, recipe, todo, models, lambda k: progress("classify", k)):
-        shards.write_shard(run_dir, "classify", s, table)
-    return total
+    progress(stage.name, 0, total)
+    load_s = 0.0  # workers load in parallel: the longest load counts
+    for result in executor.run(stage, todo, lambda k: progress(stage.name, k)):
+        models.note(stage.name, result.model)
+        merge_into_shard(run_dir, stage, result.shard, result.table)
+        load_s = max(load_s, result.load_s)
+    return {"items": total, "load_s": load_s}
 
 
-def _pending(records: pa.Table, stage: str, key: str, reason: Optional[str] = None) -> dict[int, pa.Table]:
-    """Per shard, the unique (id, key) pairs a stage still has to process (each pair in the first shard it appears in)."""
-    mask = pc.equal(records.column("dropped_by"), stage)
-    if reason is not None:
-        mask = pc.and_(mask, pc.equal(records.column("reason"), reason))
-    todo = records.filter(mask).select(["shard", "id", key]).to_pylist()
-    seen, out = set(), {}
-    for row in todo:
-        pair = (row["id"], row[key])
-        if pair not in seen:
-            seen.add(pair)
-            out.setdefault(row["shard"], []).append(row)
-    return {s: pa.Table.from_pylist(rows).drop_columns(["shard"]) for s, rows in out.items()}
+def _timed(stages: dict, name: str, fn) -> dict:
+    start = time.perf_counter()
+    out = fn() or {}
+    stages[name] = {"seconds": round(time.perf_counter() - start, 3), "load_s": round(out.get("load_s", 0.0), 3),
+                    "items": out.get("items")}
+    return out
 
 
-def _merge_into_shard(run_dir: Path, stage: str, shard: int, new: pa.Table, keys: list[str], schema: pa.Schema) -> None:
-    """Rewrite a score shard with `new` replacing earlier rows for the same keys (atomic, marker rewritten after)."""
-    old = shards.read_shard(run_dir, stage, shard)
-    if old is not None and old.num_rows:
-        replaced = {tuple(r[k] for k in keys) for r in new.select(keys).to_pylist()}
-        keep = [tuple(r[k] for k in keys) not in replaced for r in old.select(keys).to_pylist()]
-        new = pa.concat_tables([old.filter(pa.array(keep, pa.bool_())), new.cast(schema)])
-    shards.write_shard(run_dir, stage, shard, new.cast(schema))
-
-
-def caption_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models: _Models, progress) -> int:
-    todo = _pending(records, "caption", "emotion")
-    total = sum(t.num_rows for t in todo.values())
-    progress("caption", 0, total)
-    for s, table in _stage_results("caption", run_dir, recipe, todo, models, lambda k: progress("caption", k)):
-        _merge_into_shard(run_dir, "caption", s, table, ["id", "caption_emotion"], CAPTION_SCHEMA)
-    return total
-
-
-def clipscore_all(run_dir: Path, recipe: CurateRecipe, records: pa.Table, models: _Models, progress) -> int:
-    todo = _pending(records, "clip_filter", "caption", NOT_SCORED)
-    total = sum(t.num_rows for t in todo.values())
-    progress("clip_score", 0, total)
-    for s, table in _stage_results("clip_filter", run_dir, recipe, todo, models, lambda k: progress("clip_score", k)):
-        _merge_into_shard(run_dir, "clipscore", s, table, ["id", "caption"], CLIPSCORE_SCHEMA)
-    return total
-
-
-# ---------------------------------------------------------------- decisions
-def decide_run(run_dir: Path, recipe: CurateRecipe, n: int) -> pa.Table:
-    """Records from every stored shard and the recipe's thresholds (no model)."""
-    meta = shards.read_stage(run_dir, "ingest", n, META_COLUMNS, INGEST_SCHEMA)
-    classify = _read_classify(run_dir, n)
-    captions = shards.read_stage(run_dir, "caption", n, schema=CAPTION_SCHEMA)
-    scores = shards.read_stage(run_dir, "clipscore", n, schema=CLIPSCORE_SCHEMA)
-    return decide(meta, classify, captions, scores, recipe)
-
-
-def _read_classify(run_dir: Path, n: int) -> pa.Table:
-    tables = [t for t in (shards.read_shard(run_dir, "classify", i) for i in range(n)) if t is not None]
-    return pa.concat_tables(tables) if tables else classify_schema([]).empty_table()
+def repair_damaged(run_dir: Path) -> list[str]:
+    """Forget finished shards whose file is unreadable or truncated, so this build redoes them; one warning each."""
+    warnings = []
+    for folder in (INGEST, *(stage.folder for stage in MODEL_STAGES)):
+        for path in shards.damaged(run_dir, folder):
+            shards.forget(run_dir, folder, path)
+            if folder == INGEST:
+                (run_dir / INGEST_COMPLETE).unlink(missing_ok=True)  # ingest reads the sources again for that shard
+            warnings.append(f"{path} was damaged (unreadable or truncated): it is redone")
+    return warnings
 
 
 # ---------------------------------------------------------------- entry points
-def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, crawl_cfg=None, publish: bool = True) -> dict:
-    """Run (or resume) every stage, write RUN/records.parquet and (unless `publish` is False) RUN/dataset/.
+def build(recipe: CurateRecipe, run_dir: str | Path, progress=None, publish: bool = True, crawl_cfg=None,
+          executor: str = "local", **executor_options) -> dict:
+    """Run (or resume) every stage on `executor` (local or ray; options: ray_address, ray_allow_network, ray_num_cpus),
+    write RUN/records.parquet and (unless `publish` is False) RUN/dataset/.
 
+    RUN must be new, empty or a run folder (anything else is refused untouched); one build at a time holds it.
     Returns a summary with, per stage, the items it processed in this call, its seconds and its model-loading seconds."""
     progress = progress or no_progress
-    run_dir = Path(run_dir)
-    devices = resolve_devices(recipe.devices)  # a device this machine lacks fails here, before any work
-    prepare_run(run_dir, recipe)
-    stages: dict[str, dict] = {}
-    models = _Models(recipe, run_dir, devices)
-
-    def timed(name, fn, *args):
-        start = time.perf_counter()
-        out = fn(*args)
-        load_s = models.load_s.get("clip_filter" if name == "clip_score" else name, 0.0)
-        stages[name] = {"seconds": round(time.perf_counter() - start, 3), "load_s": round(load_s, 3),
-                        "items": out if isinstance(out, int) else None}
-        return out
-
-    crawl_cfg = crawl_cfg if crawl_cfg is not None else getattr(recipe, "crawl", None)  # a `crawl:` recipe section, if any
-    n = timed("ingest", ingest_all, recipe, run_dir, progress, crawl_cfg)
-    if n == 0:
-        raise ValueError(f"the sources {recipe.sources} gave no items: nothing to curate")
-    meta = shards.read_stage(run_dir, "ingest", n, META_COLUMNS)
-    stages["ingest"]["items"] = meta.num_rows
+    run_dir = Path(run_dir).resolve()  # workers may not share the driver's working directory
+    check_out(run_dir)
+    ex = open_executor(executor, recipe, run_dir, **executor_options)  # a missing device fails here, before any work
     try:
-        timed("classify", classify_all, run_dir, recipe, meta, n, models, progress)
-        timed("caption", caption_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
-        timed("clip_score", clipscore_all, run_dir, recipe, decide_run(run_dir, recipe, n), models, progress)
+        made = make_run_dir(run_dir)
+        with locked(run_dir):
+            return _build(recipe, run_dir, ex, progress, publish, crawl_cfg if crawl_cfg is not None else recipe.crawl, made)
     finally:
-        models.close()  # ends the device workers, if any
+        ex.close()  # ends device workers or the Ray session, if any
+
+
+def _build(recipe: CurateRecipe, run_dir: Path, ex, progress, publish: bool, crawl_cfg, made: bool) -> dict:
+    warnings = repair_damaged(run_dir)
+    pinned = prepare_run(run_dir, recipe)
+    stages: dict[str, dict] = {}
+    try:
+        n = _timed(stages, "ingest", lambda: {"shards": ingest_all(recipe, run_dir, ex, progress, crawl_cfg)})["shards"]
+    except (ConfigError, OSError, ValueError):
+        if pinned:  # a mistyped or empty source must not pin the folder: the corrected command starts afresh
+            unpin(run_dir, made)
+        raise
+    meta = shards.read_stage(run_dir, INGEST, n, META_COLUMNS)
+    stages["ingest"]["items"] = meta.num_rows
+    models = _ModelsFile(run_dir)
+    for stage in MODEL_STAGES:
+        _timed(stages, stage.name, lambda: run_stage(stage, run_dir, recipe, n, meta, ex, progress, models))
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
-    dataset, why_not = timed("publish", publish_records, run_dir, recipe, records) if publish else (None, "--no-publish")
-    return summarize(records, stages, dataset, why_not)
+    dataset, why_not = None, "--no-publish"
+    if publish:
+        dataset, why_not = _publish(stages, run_dir, recipe, records)
+    return summarize(records, stages, dataset, why_not, warnings)
+
+
+def _publish(stages: dict, run_dir: Path, recipe: CurateRecipe, records: pa.Table):
+    start = time.perf_counter()
+    dataset, why_not = publish_records(run_dir, recipe, records)
+    stages["publish"] = {"seconds": round(time.perf_counter() - start, 3), "load_s": 0.0, "items": None}
+    return dataset, why_not
 
 
 def refilter(run_dir: str | Path, overrides: list[str], publish: bool = True) -> dict:
     """Re-apply decision keys (thresholds, emotion set, dedup) to the stored scores; no model is loaded or run."""
     run_dir = Path(run_dir)
     check_refilter_overrides(overrides)
-    n = n_ingest_shards(run_dir)
-    if n is None:
+    if n_ingest_shards(run_dir) is None:
         raise ValueError(f"{run_dir} has no finished ingest: run `emocurate build` first")
+    with locked(run_dir):
+        return _refilter(run_dir, overrides, publish)
+
+
+def _refilter(run_dir: Path, overrides: list[str], publish: bool) -> dict:
+    n = n_ingest_shards(run_dir)
     recipe = load_recipe(run_dir / "recipe.yaml", overrides)
     records = decide_run(run_dir, recipe, n)
     shards.write_parquet_atomic(run_dir / "records.parquet", records)
@@ -286,7 +185,9 @@ def refilter(run_dir: str | Path, overrides: list[str], publish: bool = True) ->
     return summarize(records, {}, dataset, why_not)
 
 
-def summarize(records: pa.Table, stages: dict, dataset, why_not: Optional[str] = None) -> dict:
+def summarize(records: pa.Table, stages: dict, dataset, why_not: Optional[str] = None,
+              warnings: Sequence[str] = ()) -> dict:
     status = records.column("status").to_pylist()
     return {"records": len(status), "kept": status.count("kept"), "dropped": status.count("dropped"),
-            "stages": stages, "dataset": str(dataset) if dataset else None, "dataset_not_written": why_not}
+            "stages": stages, "dataset": str(dataset) if dataset else None, "dataset_not_written": why_not,
+            "warnings": list(warnings)}

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from emocurate.core.hub import in_cache, looks_like_repo_id, offline
 from emocurate.recipe import CurateRecipe
-from emocurate.run.folder import n_ingest_shards
 from emocurate.sources import parse_spec
+from emocurate.store.manifest import n_ingest_shards
 
 
 class NotReady(ValueError):

@@ -1,6 +1,6 @@
 """A run's kept records + their stored original bytes -> `publish.write_dataset` (RUN/dataset/), and `push_run`.
 
-It gathers and hands over; the dataset layout and the card are publish.py's business.
+It gathers and hands over; the dataset layout and the card are the publish package's business.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ def publish_records(run_dir: Path, recipe, records: pa.Table) -> tuple[Optional[
 
     if not getattr(recipe.publish, "republish_images", True):
         return None, "publish.republish_images is false: no dataset with images is written (records.parquet has the rest)"
+    if not pc.any(pc.equal(records.column("status"), "kept")).as_py():
+        withdraw(run_dir)  # a dataset from earlier records must not stay behind to be pushed
+        return None, "no kept records (an earlier dataset/ was removed)"
     models_path = run_dir / "models.json"
     models = json.loads(models_path.read_text()) if models_path.exists() else {}
     prompt = models.get("caption", {}).get("prompt", recipe.caption.prompt)
@@ -80,9 +83,44 @@ def publish_records(run_dir: Path, recipe, records: pa.Table) -> tuple[Optional[
     try:
         path = write_dataset(kept_table(run_dir, records), records, run_dir / "dataset", recipe.emotions, recipe.publish,
                              provenance, stage_counts_of(run_dir, recipe.emotions))
-    except PublishError as err:  # e.g. nothing kept yet: the records stay valid, the dataset is simply not written
+    except PublishError as err:  # the records stay valid, the dataset is simply not written
+        (run_dir / PUBLISHED).unlink(missing_ok=True)  # whatever dataset/ holds, it is not from these records
         return None, str(err)
+    shards.write_json_atomic(run_dir / PUBLISHED, {"records_sha256": records_sha256(run_dir)})
     return path, None
+
+
+PUBLISHED = "published.json"
+"""RUN/published.json: the sha256 of the records.parquet that dataset/ was written from (`push` checks it)."""
+
+
+def records_sha256(run_dir: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256((Path(run_dir) / "records.parquet").read_bytes()).hexdigest()
+
+
+def withdraw(run_dir: Path) -> None:
+    """Remove RUN/dataset/ (when it holds only what write_dataset writes) and its fingerprint: a dataset the records no
+    longer support is not left behind to be pushed."""
+    import shutil
+
+    dataset = Path(run_dir) / "dataset"
+    (Path(run_dir) / PUBLISHED).unlink(missing_ok=True)
+    if dataset.is_dir() and {p.name for p in dataset.iterdir()} <= {"README.md", "data", "figures"}:
+        shutil.rmtree(dataset)
+
+
+def check_current(run_dir: Path) -> None:
+    """Raise PublishError unless RUN/dataset/ was written from the current RUN/records.parquet."""
+    from emocurate.publish.dataset import PublishError
+
+    path = Path(run_dir) / PUBLISHED
+    written_from = json.loads(path.read_text()).get("records_sha256") if path.exists() else None
+    if written_from is None or written_from != records_sha256(run_dir):
+        raise PublishError(f"{Path(run_dir) / 'dataset'} was not written from the current {Path(run_dir) / 'records.parquet'} "
+                           f"(a later refilter or a build with --no-publish changed the records): run "
+                           f"`emocurate refilter {run_dir}` to write it again, then push")
 
 
 def _notes(recipe):
@@ -107,6 +145,7 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False) -> str:
     recipe = load_recipe(run_dir / "recipe.yaml")
     if uses_emoset(recipe):
         raise ValueError(f"refusing to push {dataset}: it holds EmoSet images. {EMOSET_NOTE}")
+    check_current(run_dir)
     from emocurate.publish.dataset import push
 
     return push(dataset, repo_id, private=private)

@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-STAGE_ORDER = ("ingest", "dedup", "classify", "caption", "clip_filter")
+from emocurate.stages.table import MODEL_STAGES
+
+STAGE_ORDER = ("ingest", "dedup") + tuple(stage.name for stage in MODEL_STAGES)
 """A record dropped by `fetch` (the URL crawler) counts as dropped at ingest."""
 
 
@@ -31,9 +33,9 @@ def _connect(run_dir: Path):
 
 
 def _live_records(run_dir: Path):
-    from emocurate.run.driver import decide_run
     from emocurate.recipe import load_recipe
-    from emocurate.run.folder import n_ingest_shards
+    from emocurate.run.decide import decide_run
+    from emocurate.store.manifest import n_ingest_shards
 
     done = sorted(int(p.stem) for p in (run_dir / "shards" / "ingest").glob("*.done")) if (run_dir / "shards").exists() else []
     if not done or not (run_dir / "recipe.yaml").exists():

@@ -1,7 +1,7 @@
 """Ingest one shard: SourceItems -> a table with each item's id (sha256 of the file bytes), size, and drop reason.
 
 Pure per-shard work: decode to verify and measure, keep the original bytes of decodable images. No dedup here
-(that is a decision over all shards, see decide.py) and no models.
+(that is a decision over all shards, see run/decide.py) and no models.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The per-shard work of each model stage as pure functions: (shard rows, loaded model, batch size) -> score table.
 
-No scheduling, no files, no decisions: the sequential build and a cluster executor can run the same functions over
-the same shards. Rows carry the original file bytes; images are decoded here, a batch at a time.
+No scheduling, no files, no decisions: every executor runs the same functions over the same shards
+(emocurate/stages/table.py lists them). Rows carry the original file bytes; images are decoded here, a batch at a time.
 """
 
 from __future__ import annotations
@@ -11,8 +11,21 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import pyarrow as pa
 
-from emocurate.run.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, PROB_PREFIX, classify_schema
 from emocurate.core.decode import decode_image
+
+PROB_PREFIX = "prob_"
+CAPTION_SCHEMA = pa.schema([
+    ("id", pa.string()), ("caption_emotion", pa.string()), ("caption", pa.string()),
+    ("caption_error", pa.string()), ("caption_raw", pa.string()),
+])
+CLIP_FILTER_SCHEMA = pa.schema([
+    ("id", pa.string()), ("caption", pa.string()), ("clip_score", pa.float64()), ("caption_tokens", pa.int32()),
+])
+
+
+def classify_schema(emotions: Sequence[str]) -> pa.Schema:
+    """Classify shards: the id and one probability column per classifier emotion."""
+    return pa.schema([("id", pa.string())] + [(PROB_PREFIX + e, pa.float32()) for e in emotions])
 
 # rows here already passed ingest's size checks; decoding again only needs the bomb guard off for them
 _NO_LIMIT = 1 << 62
@@ -70,7 +83,7 @@ def caption_shard(rows: pa.Table, captioner, batch_size: int, tick: Optional[Cal
     return pa.table(out, schema=CAPTION_SCHEMA)
 
 
-def clipscore_shard(rows: pa.Table, scorer, batch_size: int, tick: Optional[Callable[[int], None]] = None) -> pa.Table:
+def clip_filter_shard(rows: pa.Table, scorer, batch_size: int, tick: Optional[Callable[[int], None]] = None) -> pa.Table:
     """rows: id, image_bytes, caption -> cosine CLIP score and caption token count per row."""
     ids = rows.column("id").to_pylist()
     blobs = rows.column("image_bytes").to_pylist()
@@ -81,4 +94,4 @@ def clipscore_shard(rows: pa.Table, scorer, batch_size: int, tick: Optional[Call
         if tick:
             tick(sl.stop - sl.start)
     tokens = [int(t) for t in scorer.count_tokens(captions)] if captions else []
-    return pa.table({"id": ids, "caption": captions, "clip_score": scores, "caption_tokens": tokens}, schema=CLIPSCORE_SCHEMA)
+    return pa.table({"id": ids, "caption": captions, "clip_score": scores, "caption_tokens": tokens}, schema=CLIP_FILTER_SCHEMA)

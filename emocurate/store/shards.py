@@ -14,11 +14,21 @@ from typing import Any, Optional, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-STAGES = ("ingest", "classify", "caption", "clipscore")
+LEGACY_FOLDERS = {"clip_filter": "clipscore"}
+"""Shard folders that run folders made before the restructure name differently; such a run keeps using its own."""
+
+
+def stage_dir(run_dir: Path, folder: str) -> Path:
+    """RUN/shards/<folder>, or its legacy name when only that exists (a run folder made by an older version)."""
+    path = Path(run_dir) / "shards" / folder
+    legacy = LEGACY_FOLDERS.get(folder)
+    if legacy is not None and not path.exists() and (Path(run_dir) / "shards" / legacy).exists():
+        return Path(run_dir) / "shards" / legacy
+    return path
 
 
 def shard_path(run_dir: Path, stage: str, index: int) -> Path:
-    return Path(run_dir) / "shards" / stage / f"{index:05d}.parquet"
+    return stage_dir(run_dir, stage) / f"{index:05d}.parquet"
 
 
 def marker_path(run_dir: Path, stage: str, index: int) -> Path:
@@ -53,11 +63,42 @@ def write_shard(run_dir: Path, stage: str, index: int, table: pa.Table, info: Op
     write_json_atomic(marker_path(run_dir, stage, index), {"rows": table.num_rows, **(info or {})})
 
 
+class DamagedShard(ValueError):
+    """A shard whose marker exists but whose file is missing, truncated or unreadable (disk full, a bad copy)."""
+
+
 def read_shard(run_dir: Path, stage: str, index: int, columns: Optional[Sequence[str]] = None) -> Optional[pa.Table]:
-    """The shard's table if it is finished, else None."""
+    """The shard's table if it is finished, else None; DamagedShard when its file cannot be read."""
     if not is_done(run_dir, stage, index):
         return None
-    return pq.read_table(shard_path(run_dir, stage, index), columns=list(columns) if columns else None)
+    path = shard_path(run_dir, stage, index)
+    try:
+        return pq.read_table(path, columns=list(columns) if columns else None)
+    except (OSError, pa.ArrowException) as err:
+        raise DamagedShard(f"{path} is damaged ({type(err).__name__}: {err}): run `emocurate build` on this run folder "
+                           "again to redo it") from None
+
+
+def damaged(run_dir: Path, stage: str) -> list[Path]:
+    """The finished shards of `stage` whose file is missing, unreadable or holds fewer rows than its marker says."""
+    out = []
+    folder = stage_dir(run_dir, stage)
+    for marker in sorted(folder.glob("*.done")) if folder.is_dir() else []:
+        path = marker.with_suffix(".parquet")
+        try:
+            rows = pq.read_metadata(path).num_rows
+            expected = json.loads(marker.read_text() or "{}").get("rows", rows)
+            if rows != expected:
+                raise ValueError(f"{rows} rows, the marker says {expected}")
+        except (OSError, ValueError, pa.ArrowException):
+            out.append(path)
+    return out
+
+
+def forget(run_dir: Path, stage: str, path: Path) -> None:
+    """Remove a shard and its marker, so the next run of its stage redoes it."""
+    path.with_suffix(".done").unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
 
 
 def read_stage(run_dir: Path, stage: str, n_shards: int, columns: Optional[Sequence[str]] = None,
@@ -72,9 +113,12 @@ def read_stage(run_dir: Path, stage: str, n_shards: int, columns: Optional[Seque
 
 
 def clean_tmp(run_dir: Path) -> int:
-    """Remove temporary files left by a killed run; returns how many."""
+    """Remove temporary files left by a killed run (in RUN and RUN/shards only); returns how many. Call it only while
+    holding the run's lock (emocurate/run/lock.py): then no live process is writing them."""
+    run_dir = Path(run_dir)
     removed = 0
-    for tmp in Path(run_dir).rglob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-        removed += 1
+    for tmp in [*run_dir.glob(".*.tmp"), *(run_dir / "shards").rglob(".*.tmp")]:
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
     return removed

@@ -1,7 +1,7 @@
 """`emotrain eval`: every metric for one or more folders of generated images, written to results.json and report.md.
 
 A model's images live in `FOLDER/<emotion>/*.png`. Backbones are loaded once per metric and run over every model;
-real images (FID) and captions (CLIP score) come from `eval_real`. Generation is not done here (see `cli_eval`).
+real images (FID) and captions (CLIP score) come from `eval.real`. Generation is not done here (see `cli_eval`).
 """
 
 from __future__ import annotations
@@ -83,8 +83,7 @@ def evaluate(cfg: EvalConfig, models: dict[str, str | Path], out_dir: str | Path
 
     `generation` (how the images were made, when `emotrain eval` made them) is stored in the results as is.
     """
-    from emotrain.eval import runners as eval_metrics
-    from emotrain.eval import report as eval_report
+    from emotrain.eval import report, runners
 
     if not models:
         raise ValueError("nothing to evaluate: give at least one images folder")
@@ -96,8 +95,7 @@ def evaluate(cfg: EvalConfig, models: dict[str, str | Path], out_dir: str | Path
         from emotrain.eval.real import load_real
 
         real = load_real(cfg.real, emotions, cfg.seed)
-    run = eval_metrics.Run(cfg=cfg, sets=sets, real=real, device=pick_device(cfg.device),
-                           progress=progress)
+    run = runners.Run(cfg=cfg, sets=sets, real=real, device=pick_device(cfg.device), progress=progress)
     results = {
         "settings": {**settings(cfg, run.device, sets, real), "generation": generation},
         "models": {s.name: {"folder": str(s.folder), "images": {e: len(p) for e, p in s.images.items()},
@@ -107,10 +105,10 @@ def evaluate(cfg: EvalConfig, models: dict[str, str | Path], out_dir: str | Path
     out_dir.mkdir(parents=True, exist_ok=True)
     results["metrics_done"] = []
     for metric in cfg.metrics:
-        results["settings"]["backbones"][metric] = eval_metrics.RUNNERS[metric](run, results["models"])
+        results["settings"]["backbones"][metric] = runners.RUNNERS[metric](run, results["models"])
         results["metrics_done"].append(metric)
         write_json(out_dir / "results.json", results)  # after each metric: a crash later keeps what was computed
-    eval_report.write_report(results, sets, out_dir, cfg.report)
+    report.write_report(results, sets, out_dir, cfg.report)
     return results
 
 

@@ -3,7 +3,8 @@
 import pyarrow as pa
 import pytest
 
-from emocurate.run.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, NOT_CAPTIONED, classify_schema, decide
+from emocurate.run.decide import NOT_CAPTIONED, decide
+from emocurate.stages.per_shard import CAPTION_SCHEMA, CLIP_FILTER_SCHEMA, classify_schema
 from emocurate.stages.ingest import INGEST_SCHEMA
 from emocurate.recipe import CurateRecipe
 
@@ -39,7 +40,7 @@ def _captions():
 
 def _scores():
     return pa.table({"id": ["A", "E"], "caption": ["a vast sky", "a small sky"], "clip_score": [0.3, 0.1],
-                     "caption_tokens": [12, 90]}, schema=CLIPSCORE_SCHEMA)
+                     "caption_tokens": [12, 90]}, schema=CLIP_FILTER_SCHEMA)
 
 
 def _recipe(**kw):
@@ -49,3 +50,30 @@ def _recipe(**kw):
 
 def _decide(recipe):
     return decide(_ingest(), _classify(), _captions(), _scores(), recipe).to_pylist()
+
+
+SCORE_TOLERANCE = 1e-5
+"""Scores computed in other processes (device workers, Ray actors) may differ in the last float32 bits: a reduction's
+order depends on the thread count (seen: ~7e-8). Everything else (ids, statuses, reasons, captions) must be equal."""
+
+
+def assert_same_values(a, b, path: str = "", tol: float = SCORE_TOLERANCE) -> None:
+    """`a == b`, except floats, which may differ by `tol` (absolute); nested lists and dicts compared element-wise."""
+    if isinstance(a, float) and isinstance(b, float):
+        assert abs(a - b) <= tol or (a != a and b != b), f"{path}: {a} != {b}"
+    elif isinstance(a, dict) and isinstance(b, dict):
+        assert sorted(a) == sorted(b), f"{path}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            assert_same_values(a[k], b[k], f"{path}.{k}", tol)
+    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        assert len(a) == len(b), f"{path}: {len(a)} rows != {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_values(x, y, f"{path}[{i}]", tol)
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+def assert_same_tables(a, b, name: str = "") -> None:
+    """Two pyarrow tables with the same schema and the same rows (scores within SCORE_TOLERANCE)."""
+    assert a.schema == b.schema, name
+    assert_same_values(a.to_pylist(), b.to_pylist(), name)

@@ -1,8 +1,8 @@
 """Emotion-focused captions from a multimodal LLM: a local transformers chat model or an OpenAI-compatible endpoint.
 
-`load_captioner(cfg).caption(images, emotions)` returns one CaptionResult per image; a failure is a result, never an
-exception. This module holds the contract (config, prompts, cleaning); backends live in caption_transformers.py and
-caption_openai.py. It does not decide which images to caption or keep; the pipeline does.
+`emocurate.stages.caption.load_captioner(cfg).caption(images, emotions)` returns one CaptionResult per image; a failure is a result, never an
+exception. This module holds the contract (config, prompts, cleaning); backends live in transformers.py,
+openai.py and vllm.py beside it. It does not decide which images to caption or keep; the driver does.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ class CaptionConfig:
     """transformers: a local image-text-to-text chat model; openai: any OpenAI-compatible chat-completions endpoint;
     vllm: offline batched inference with vLLM on this machine's GPUs (the `vllm` extra)."""
     model: str = "Qwen/Qwen2.5-VL-3B-Instruct"
-    """Hub id or folder (transformers), or the model name the endpoint serves (openai)."""
+    """Hub id or folder (transformers, vllm), or the model name the endpoint serves (openai)."""
     revision: str | None = None
     prompt: str = "emotion-one-sentence"
-    """A name from caption.PROMPTS; the default is the paper's prompt."""
+    """A name from contract.PROMPTS; the default is the paper's prompt."""
     max_new_tokens: int = 96
     max_image_side: int = 768
     """Images are downscaled so their longer side is at most this many pixels before captioning."""
@@ -122,20 +122,6 @@ class Captioner(Protocol):
     def prompt_text(self, emotion: str | None) -> str: ...
 
     def caption(self, images: list, emotions: list[str | None]) -> list[CaptionResult]: ...
-
-
-def load_captioner(cfg: CaptionConfig) -> Captioner:
-    if cfg.backend == "transformers":
-        from emocurate.stages.caption.transformers import TransformersCaptioner
-
-        return TransformersCaptioner(cfg)
-    if cfg.backend == "vllm":
-        from emocurate.stages.caption.vllm import VLLMCaptioner
-
-        return VLLMCaptioner(cfg)
-    from emocurate.stages.caption.openai import OpenAICaptioner
-
-    return OpenAICaptioner(cfg)
 
 
 def check_one_emotion_per_image(images: list, emotions: list) -> None:

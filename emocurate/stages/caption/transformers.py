@@ -1,6 +1,6 @@
 """The `transformers` caption backend: any image-text-to-text chat model, batched generation with left padding.
 
-Greedy (deterministic) at temperature 0, seeded sampling above it. Prompts and cleaning come from caption.py.
+Greedy (deterministic) at temperature 0, seeded sampling above it. Prompts and cleaning come from contract.py.
 """
 
 from __future__ import annotations

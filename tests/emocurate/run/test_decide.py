@@ -1,7 +1,8 @@
 import pyarrow as pa
 import pytest
 
-from emocurate.run.decide import CAPTION_SCHEMA, CLIPSCORE_SCHEMA, NOT_CAPTIONED, classify_schema, decide
+from emocurate.run.decide import NOT_CAPTIONED, decide
+from emocurate.stages.per_shard import CAPTION_SCHEMA, CLIP_FILTER_SCHEMA, classify_schema
 from emocurate.stages.ingest import INGEST_SCHEMA
 from emocurate.recipe import CurateRecipe
 from tests.helpers.records import _captions, _classify, _decide, _ingest, _recipe, _scores
@@ -50,6 +51,6 @@ def test_new_thresholds_change_decisions_only():
 
 def test_no_scores_yet():
     empty = decide(_ingest(), classify_schema([]).empty_table(), CAPTION_SCHEMA.empty_table(),
-                   CLIPSCORE_SCHEMA.empty_table(), _recipe()).to_pylist()
+                   CLIP_FILTER_SCHEMA.empty_table(), _recipe()).to_pylist()
     assert {r["dropped_by"] for r in empty} == {"classify", "dedup", "ingest"}
     assert all(r["status"] == "dropped" for r in empty)

@@ -79,7 +79,7 @@ def test_the_dataset_loads(built):
 
 
 def test_refilter_runs_no_model_then_build_captions_the_newly_eligible(built, tmp_path, monkeypatch):
-    from emocurate.stages.caption import contract as caption
+    from emocurate.stages import caption
     from emocurate.stages import classify
     from emocurate.stages import clip_filter as clipscore
 
@@ -119,7 +119,7 @@ def test_refilter_runs_no_model_then_build_captions_the_newly_eligible(built, tm
 
 
 def test_caption_failure_is_recorded_and_retried(built, tmp_path, monkeypatch):
-    from emocurate.stages.caption import contract as caption
+    from emocurate.stages import caption
 
     root, reference, _, _ = built
     real = caption.load_captioner
@@ -212,3 +212,19 @@ def test_urls_source_end_to_end_records_fetch_failures(tmp_path):
     assert missing["dropped_by"] == "fetch" and missing["reason"].startswith("http_error") and missing["id"].startswith("nodata-")
     assert all(r["emotion_probs"] is not None for r in records if r is not missing) and summary["records"] == 4
     assert (tmp_path / "run" / "crawl").is_dir()  # the crawler keeps its resume state in the run folder
+
+
+def test_a_run_folder_of_the_old_layout_resumes_without_redoing_anything(built, tmp_path):
+    """Before the restructure the CLIP filter's shards lived in shards/clipscore/: such a run resumes as it is."""
+    root, reference, _, _ = built
+    run = Path(shutil.copytree(reference, tmp_path / "old"))
+    (run / "shards" / "clip_filter").rename(run / "shards" / "clipscore")
+    (run / "records.parquet").unlink()
+    shutil.rmtree(run / "dataset")
+    stamps = {p: p.stat().st_mtime_ns for p in (run / "shards").rglob("*.done")}
+    summary = pipeline.build(load_recipe(DEMO, _overrides(root)), run)
+    assert all(summary["stages"][s]["items"] == 0 for s in ("classify", "caption", "clip_filter"))
+    assert {p: p.stat().st_mtime_ns for p in (run / "shards").rglob("*.done")} == stamps  # nothing rewritten
+    assert not (run / "shards" / "clip_filter").exists()
+    assert _records(run) == _records(reference)
+    assert run_status(run)["status"] == run_status(reference)["status"]

@@ -6,7 +6,9 @@ from emocurate.store import shards
 from emocurate.core.config import ConfigError
 from emocurate.stages.ingest import META_COLUMNS
 from emocurate.run.driver import ingest_all
-from emocurate.run.folder import INGEST_COMPLETE, prepare_run
+from emocurate.executors.local import InProcess
+from emocurate.run.folder import prepare_run
+from emocurate.store.manifest import INGEST_COMPLETE
 from emocurate.recipe import CurateRecipe
 
 
@@ -16,7 +18,7 @@ def _recipe(folder, **kw):
 
 def _ingest(run, recipe):
     prepare_run(run, recipe)
-    n = ingest_all(recipe, run, lambda *a, **k: None)
+    n = ingest_all(recipe, run, InProcess(recipe, run), lambda *a, **k: None)
     return n, shards.read_stage(run, "ingest", n)
 
 

@@ -40,7 +40,8 @@ def test_real_zeroshot_probabilities():
 
 
 def test_real_qwen_captions_one_sentence():
-    from emocurate.stages.caption.contract import CaptionConfig, load_captioner
+    from emocurate.stages.caption import load_captioner
+    from emocurate.stages.caption.contract import CaptionConfig
 
     result = load_captioner(CaptionConfig(max_image_side=448)).caption([cat_photo()], ["contentment"])[0]
     assert result.error is None, result

@@ -8,8 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
+from emocurate.stages.caption import load_captioner
 from emocurate.stages.caption.contract import (
-    PROMPTS, CaptionConfig, CaptionResult, clean_caption, downscale, first_sentence, load_captioner, prompt_text,
+    PROMPTS, CaptionConfig, CaptionResult, clean_caption, downscale, first_sentence, prompt_text,
 )
 
 PAPER_PROMPT = (

@@ -11,7 +11,8 @@ import os
 import pytest
 from PIL import Image
 
-from emocurate.stages.caption.contract import CaptionConfig, load_captioner, prompt_text
+from emocurate.stages.caption import load_captioner
+from emocurate.stages.caption.contract import CaptionConfig, prompt_text
 from emocurate.stages.caption.vllm import VLLMCaptioner, conversation, engine_args
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None

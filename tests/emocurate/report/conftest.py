@@ -1,0 +1,35 @@
+"""Report fixtures: the demo run built once per session (tiny models, no dataset/ folder) and one headless Chromium."""
+
+import pytest
+
+from tests.helpers.browser import Page, launch_browser
+from tests.helpers.paths import REPO
+
+DEMO = REPO / "recipes" / "curate" / "demo.yaml"
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """`emocurate build --recipe recipes/curate/demo.yaml --no-publish`: every drop reason, on random tiny models.
+    Read-only for tests: copy it (shutil.copytree) before refiltering."""
+    from emocurate.recipe import load_recipe
+    from emocurate.run.driver import build
+
+    run = tmp_path_factory.mktemp("report-demo") / "run"
+    build(load_recipe(DEMO), run, publish=False)
+    return run
+
+
+@pytest.fixture(scope="session")
+def browser():
+    pw, chromium = launch_browser()
+    yield chromium
+    chromium.close()
+    pw.stop()
+
+
+@pytest.fixture
+def page(browser):
+    p = Page(browser)
+    yield p
+    p.close()
