@@ -15,7 +15,9 @@ from emocurate.core.config import ConfigError
 from emocurate.core.recipes import find_recipe
 from emocurate.recipe import CurateRecipe, load_recipe
 from emocurate.run.folder import mismatch
+from emocurate.run.lock import LOCK
 from emocurate.sources import WIKIART_REPO, parse_spec
+from emocurate.store.manifest import MANIFEST
 
 RUNS = Path("runs")
 
@@ -58,10 +60,10 @@ def pick_run_dir(base: Path, recipe: CurateRecipe) -> tuple[Path, str]:
     taken: list[str] = []
     for i in itertools.count(1):
         folder = base if i == 1 else base.with_name(f"{base.name}-{i}")
-        if not folder.exists() or (folder.is_dir() and not any(folder.iterdir())):
+        if not folder.exists() or (folder.is_dir() and not [p for p in folder.iterdir() if p.name != LOCK]):
             note = "new" if not taken else f"new; {taken[0]}"
             return folder, note
-        if (folder / "run.json").is_file():
+        if (folder / MANIFEST).is_file():
             differs = mismatch(folder, recipe)
             if differs is None:
                 return folder, "resuming: same inputs and models"
