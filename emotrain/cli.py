@@ -84,7 +84,7 @@ def fit(
     try:
         from emocurate.core.config import ConfigError
         from emotrain.data import DatasetError, check_source
-        from emotrain.defaults import plan_fit
+        from emotrain.defaults import check_models, plan_fit
         from emotrain.train import TrainingStopped, train
     except ImportError as err:  # pragma: no cover - broken install
         _fail(err)
@@ -94,6 +94,7 @@ def fit(
             for line in plan.notes:
                 typer.echo(line)
         check_source(dataset)
+        check_models(plan.recipe)
     except (ConfigError, DatasetError) as err:
         _fail(err)
     parsed, out = plan.recipe, plan.out

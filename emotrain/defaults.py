@@ -62,3 +62,15 @@ def plan_fit(dataset: str, recipe: Optional[str], out: Optional[Path], overrides
     else:
         folder, how = pick_out(RUNS / f"{dataset_name(dataset)}-coemogen", resume)
     return FitPlan(parsed, folder, [note, f"run folder: {folder}" + (f" ({how})" if how else "")])
+
+
+def check_models(recipe: TrainRecipe) -> None:
+    """Offline (HF_HUB_OFFLINE=1), name in one line the recipe's Hub models that are not in the cache, before any loads."""
+    from emocurate.core.config import ConfigError
+    from emocurate.core.hub import in_cache, looks_like_repo_id, offline
+
+    models = dict.fromkeys((recipe.model.pretrained, recipe.model.clip))
+    missing = [m for m in models if offline() and looks_like_repo_id(m) and not in_cache(m, "model")]
+    if missing:
+        raise ConfigError(f"offline (HF_HUB_OFFLINE=1) and not in the Hugging Face cache: model {', model '.join(missing)} "
+                          "(run once online to download them, or unset HF_HUB_OFFLINE)")

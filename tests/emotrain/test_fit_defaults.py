@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from emocurate.core.config import ConfigError
 from emotrain.cli import app
-from emotrain.defaults import dataset_name, pick_out, plan_fit
+from emotrain.defaults import check_models, dataset_name, pick_out, plan_fit
 from tests.helpers.paths import REPO
 
 EMOART = ["amusement", "awe", "contentment", "anger", "fear", "sadness"]
@@ -153,3 +153,17 @@ def test_unreachable_hub_fails_in_one_line(tmp_path):
     assert done.returncode == 2, done.stderr[-3000:]
     [line] = done.stderr.strip().splitlines()
     assert line.startswith("error: could not reach the Hub for dataset 'user/emoart' (no network?)")
+
+
+def test_offline_names_the_uncached_base_models(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    (tmp_path / "models--openai--clip-vit-large-patch14" / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match=r"^offline \(HF_HUB_OFFLINE=1\) and not in the Hugging Face cache: model "
+                                          r"stable-diffusion-v1-5/stable-diffusion-v1-5 \(run once online"):
+        check_models(plan_fit("x/y", None, tmp_path / "o", []).recipe)
+    check_models(plan_fit("x/y", "demo", tmp_path / "o", []).recipe)  # tiny models: nothing to fetch
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    check_models(plan_fit("x/y", None, tmp_path / "o", []).recipe)  # online: downloads are allowed
