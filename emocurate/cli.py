@@ -9,21 +9,19 @@ from typing import List, Optional
 
 import typer
 
-from emocurate.core.console import RichProgress
+from emocurate.core.console import RichProgress, check_out_folder, debug_option, error_lines_group
 
 # Our rich bars show progress; the Hub/transformers tqdm bars ("Loading weights") would only interleave with them.
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# cls: every exception a command raises becomes one `error:` line, exit 2 (fix the command) or 1 (the machine refused)
+app = typer.Typer(add_completion=False, no_args_is_help=True, cls=error_lines_group(), pretty_exceptions_show_locals=False,
                   help="Curate an emotion-captioned image dataset: ingest -> classify -> caption -> CLIP filter -> publish.")
 
 
-def _fail(err: Exception) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
-    raise typer.Exit(2)
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error (or set EMOCURATE_DEBUG=1).")):
+    debug_option(debug)
 
 
 @app.command()
@@ -54,7 +52,6 @@ def build(
     from rich.console import Console
     from rich.markup import escape
 
-    from emocurate.core.config import ConfigError
     from emocurate.executors import check_options
     from emocurate.run.defaults import plan_build
     from emocurate.run.driver import build as run_build
@@ -69,23 +66,15 @@ def build(
         items.append("crawl.allow_hosts=" + json.dumps([h for entry in allow_hosts for h in entry.split(",") if h]))
     if retry_failed:
         items.append("crawl.retry_failed=true")
-    try:
-        check_options(executor, ray_address, ray_allow_network)
-        plan = plan_build(recipe, list(source or []), out, items)
-        for line in plan.notes:
-            Console(soft_wrap=True).print(escape(line), highlight=False)
-        check_ready(plan.recipe, plan.out)
-    except (ConfigError, ValueError) as err:
-        _fail(err)
-    try:
-        with RichProgress() as progress:
-            summary = run_build(plan.recipe, plan.out, progress, publish=not no_publish, executor=executor,
-                                ray_address=ray_address, ray_allow_network=ray_allow_network)
-    except (ConfigError, FileNotFoundError, NotADirectoryError, ValueError) as err:
-        _fail(err)
-    except OSError as err:  # e.g. the Hub unreachable: ConnectionError
-        hint = " (no network? with HF_HUB_OFFLINE=1 cached copies are used)" if isinstance(err, ConnectionError) else ""
-        _fail(OSError(f"{err}{hint}"))
+    check_options(executor, ray_address, ray_allow_network)
+    plan = plan_build(recipe, list(source or []), out, items)
+    check_out_folder(plan.out)
+    for line in plan.notes:
+        Console(soft_wrap=True).print(escape(line), highlight=False)
+    check_ready(plan.recipe, plan.out)
+    with RichProgress() as progress:
+        summary = run_build(plan.recipe, plan.out, progress, publish=not no_publish, executor=executor,
+                            ray_address=ray_address, ray_allow_network=ray_allow_network)
     _print_summary(summary, plan.out)
     if plan.recipe.report:
         _write_report(plan.out)
@@ -139,13 +128,9 @@ def print_recipes(kinds: list[str]) -> None:
 
 
 def show_recipe(name: str, kind: str) -> None:
-    from emocurate.core.config import ConfigError
     from emocurate.core.recipes import find_recipe
 
-    try:
-        typer.echo(find_recipe(name, kind).read_text(encoding="utf-8"), nl=False)
-    except ConfigError as err:
-        _fail(err)
+    typer.echo(find_recipe(name, kind).read_text(encoding="utf-8"), nl=False)
 
 
 @app.command()
@@ -154,11 +139,8 @@ def status(run: Path = typer.Argument(..., help="Run folder."), as_json: bool = 
     from emocurate.recipe import load_recipe
     from emocurate.run.status import run_status
 
-    try:
-        emotions = load_recipe(run / "recipe.yaml").emotions if (run / "recipe.yaml").exists() else None
-        data = run_status(run, emotions)
-    except (FileNotFoundError, ValueError) as err:
-        _fail(err)
+    emotions = load_recipe(run / "recipe.yaml").emotions if (run / "recipe.yaml").exists() else None
+    data = run_status(run, emotions)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
@@ -167,13 +149,17 @@ def status(run: Path = typer.Argument(..., help="Run folder."), as_json: bool = 
 
 def _print_status(data: dict) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
-    console.print(f"[bold]{data['run']}[/]: {data['records']} records, " +
+    console = Console(emoji=False)  # "folder:x:1.jpg" is a source id, not the :x: emoji
+    console.print(f"[bold]{escape(data['run'])}[/]: {data['records']} records, " +
                   ", ".join(f"{k} {v}" for k, v in data["status"].items()) +
                   (" [yellow](live: decided from the finished shards; the build has not written records.parquet)[/]"
                    if data.get("live") else ""))
+    if data.get("pending_at_stage"):
+        console.print("pending (not processed yet; the running or next build does it): " +
+                      ", ".join(f"{stage} {n}" for stage, n in data["pending_at_stage"].items()))
     stages = data["remaining_after_stage"]
     emotions = list(dict.fromkeys(e for per in stages.values() for e in per))  # EmoSet order, then others
     table = Table(title="records remaining after each stage, per emotion")
@@ -187,7 +173,7 @@ def _print_status(data: dict) -> None:
     for col in ("stage", "reason", "n", "example"):
         reasons.add_column(col, justify="right" if col == "n" else "left")
     for r in data["reasons"]:
-        reasons.add_row(r["stage"], r["reason"], str(r["n"]), r["example"])
+        reasons.add_row(r["stage"], escape(r["reason"]), str(r["n"]), escape(r["example"] or ""))
     console.print(reasons)
 
 
@@ -198,13 +184,9 @@ def refilter(
     no_publish: bool = typer.Option(False, "--no-publish", help="Only rewrite records.parquet."),
 ):
     """Re-apply thresholds to stored scores (no model runs); rewrites records.parquet and dataset/."""
-    from emocurate.core.config import ConfigError
     from emocurate.run.driver import refilter as run_refilter
 
-    try:
-        summary = run_refilter(run, list(set_), publish=not no_publish)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        _fail(err)
+    summary = run_refilter(run, list(set_), publish=not no_publish)
     _print_summary(summary, run)
     from emocurate.recipe import load_recipe
 
@@ -215,11 +197,8 @@ def refilter(
 def _write_report(run: Path, out: Optional[Path] = None, thumbnails: bool = True) -> None:
     from emocurate.report.site import write_report
 
-    try:
-        with RichProgress() as progress:
-            done = write_report(run, out, thumbnails=thumbnails, progress=progress)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+    with RichProgress() as progress:  # errors become one line in error_lines_group (there is no _fail any more)
+        done = write_report(run, out, thumbnails=thumbnails, progress=progress)
     typer.echo(f"report: {done['index']} ({done['records']} records, {done['thumbnails']} thumbnails); open it in a browser")
 
 
@@ -242,10 +221,7 @@ def push(
     """Upload RUN/dataset/ to the Hub (token from HF_TOKEN or `hf auth login`)."""
     from emocurate.run.publish import push_run
 
-    try:
-        url = push_run(run, repo, private)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+    url = push_run(run, repo, private)
     typer.echo(url)
 
 
@@ -271,21 +247,19 @@ def train_classifier(
     from emocurate.core.emotions import EMOTIONS, check_emotions
     from emocurate.stages.labelled import labelled_dataset
 
-    try:
-        names = list(check_emotions([e.strip() for e in emotions.split(",")])) if emotions else list(EMOTIONS)
-        data = labelled_dataset(dataset, split)
-        with RichProgress() as progress:
-            done = [0]
+    check_out_folder(out)
+    names = list(check_emotions([e.strip() for e in emotions.split(",")])) if emotions else list(EMOTIONS)
+    data = labelled_dataset(dataset, split)
+    with RichProgress() as progress:
+        done = [0]
 
-            def embed_progress(n_done: int, total: int) -> None:
-                progress("embed", n_done - done[0], total)
-                done[0] = n_done
+        def embed_progress(n_done: int, total: int) -> None:
+            progress("embed", n_done - done[0], total)
+            done[0] = n_done
 
-            result = train_probe(data, out, clip_model=clip_model, image_column=image_column, label_column=label_column,
-                                 emotions=names, epochs=epochs, lr=lr, batch_size=batch_size, val_fraction=val_fraction,
-                                 seed=seed, device=device, progress=embed_progress)
-    except (ValueError, FileNotFoundError) as err:
-        _fail(err)
+        result = train_probe(data, out, clip_model=clip_model, image_column=image_column, label_column=label_column,
+                             emotions=names, epochs=epochs, lr=lr, batch_size=batch_size, val_fraction=val_fraction,
+                             seed=seed, device=device, progress=embed_progress)
     typer.echo(json.dumps(result, indent=2, default=str))
 
 

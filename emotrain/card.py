@@ -42,7 +42,9 @@ with emotrain (coemogen-toolkit). It generates images that evoke a chosen emotio
 {% endfor %}
 ## Samples
 
-{{ config.recipe.run.samples_per_emotion }} images per emotion, {{ config.recipe.run.inference_steps }} DPM-Solver++ steps, guidance {{ config.recipe.run.guidance }}, v_i drawn from the emotion cluster.
+{{ config.recipe.run.samples_per_emotion }} images per emotion. Sampler: {{ sampler }}; the HiLoRA adapters act on both
+classifier-free-guidance halves; v_i drawn from the emotion cluster. `emotrain generate` on this run uses the same
+sampler by default (`--scheduler` changes it).
 {% if samples %}
 {% for e, path in samples.items() %}
 ### {{ e }}
@@ -65,7 +67,8 @@ Emotions are subjective and culture-dependent; the model reflects the images and
 inherits Stable Diffusion 1.5's biases and licence terms. Check the training data's licence before sharing outputs.
 
 Files: `hilora.safetensors` (emotion and polarity LoRAs), `mapper/` and `encoder/` (diffusers `from_pretrained`),
-`emotion_clusters.safetensors` (per-emotion Gaussian over CLIP image tokens), `config.json` (every hyperparameter).
+`emotion_clusters.safetensors` (per emotion a low-rank Gaussian over whole CLIP image-token sets: mean, principal
+directions, residual std; format in `emotrain/model/clusters.py`), `config.json` (every hyperparameter).
 """
 
 
@@ -75,8 +78,12 @@ def write_card(out: Path, config: dict, samples: dict[str, str]) -> Path:
 
     source = str(config["dataset"])
     hub_dataset = source if source.count("/") == 1 and not Path(source).exists() and not source.startswith(".") else None
+    from emotrain.sampling import DEFAULT_SCHEDULER, describe
+
+    run = config["recipe"]["run"]
+    sampler = describe(run.get("scheduler", DEFAULT_SCHEDULER), run["inference_steps"], run["guidance"])
     text = jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(TEMPLATE).render(
-        config=config, samples=samples, hub_dataset=hub_dataset)
+        config=config, samples=samples, hub_dataset=hub_dataset, sampler=sampler)
     path = Path(out) / "README.md"
     path.write_text(text)
     return path

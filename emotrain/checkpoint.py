@@ -6,14 +6,17 @@ step / data position. It does not decide when to checkpoint (train.py does).
 from __future__ import annotations
 
 import json
+import logging
 import random
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 PREFIX = "checkpoint-"
+logger = logging.getLogger(__name__)
 
 
 def checkpoints(folder: str | Path) -> list[Path]:
@@ -26,16 +29,63 @@ def checkpoints(folder: str | Path) -> list[Path]:
 
 
 def find(folder: str | Path, which: str) -> Path:
-    """`latest` -> newest checkpoint in `folder`; otherwise a checkpoint folder path. Clear error when there is none."""
+    """`latest` -> the newest intact checkpoint in `folder` (a damaged newer one is named in a warning and skipped);
+    otherwise a checkpoint folder path, which must be intact. Clear error when there is none."""
     if which == "latest":
         found = checkpoints(folder)
         if not found:
             raise FileNotFoundError(f"--resume latest: no checkpoint under {folder}")
-        return found[-1]
+        damaged = []
+        for path in reversed(found):
+            why = damage(path)
+            if why is None:
+                for bad, reason in damaged:
+                    logger.warning("checkpoint %s is damaged (%s): resuming from %s instead", bad, reason, path.name)
+                return path
+            damaged.append((path, why))
+        raise ValueError(f"--resume latest: every checkpoint under {folder} is damaged: "
+                         + "; ".join(f"{p.name}: {why}" for p, why in damaged)
+                         + ". Start a new run folder (or restore the checkpoints from a backup)")
     path = Path(which)
     if not (path / "state.json").is_file():
         raise FileNotFoundError(f"--resume {which}: not a checkpoint folder (no state.json); use 'latest' or a path")
+    why = damage(path)
+    if why is not None:
+        intact = [p for p in reversed(checkpoints(path.parent)) if p != path and damage(p) is None]
+        hint = f"resume from {intact[0]} (the newest intact one) or 'latest'" if intact else "start a new run folder"
+        raise ValueError(f"--resume {which}: checkpoint is damaged ({why}); {hint}")
     return path
+
+
+def damage(path: Path) -> str | None:
+    """Why checkpoint folder `path` cannot be resumed from (a missing, truncated or unreadable file), or None if intact.
+
+    Reads every tensor file in full and checks the CRCs of the torch (zip) files without unpickling them."""
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((path / "state.json").read_text())
+        expected = ["optimizer.pt"] + [f"rng_{i}.pt" for i in range(int(state["num_processes"]))]
+        int(state["step"]), int(state["position"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"state.json unreadable: {err}"
+    missing = [name for name in expected if not (path / name).is_file()]
+    if missing:
+        return f"missing {', '.join(missing)}"
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            load_file(str(file))
+        except Exception as err:  # noqa: BLE001 - safetensors raises its own error type for a truncated header or data
+            return f"{file.name} unreadable ({type(err).__name__}: {err})"
+    for file in sorted(path.glob("*.pt")):
+        try:
+            with zipfile.ZipFile(file) as archive:
+                bad = archive.testzip()
+        except (OSError, zipfile.BadZipFile) as err:
+            return f"{file.name} truncated or unreadable ({err})"
+        if bad is not None:
+            return f"{file.name}: {bad} fails its checksum"
+    return None
 
 
 def rng_state() -> dict:
@@ -103,4 +153,10 @@ def load(accelerator, path: Path) -> tuple[dict, dict]:
 
 
 def load_optimizer(optimizer, path: Path) -> None:
-    optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False, map_location="cpu"))
+    state = torch.load(path / "optimizer.pt", weights_only=False, map_location="cpu")
+    try:
+        optimizer.load_state_dict(state)
+    except ValueError as err:  # e.g. a checkpoint from before HiLoRA kept one parameter per adapter
+        raise ValueError(f"checkpoint {path} holds optimizer state for other parameters than this model's ({err}); "
+                         "checkpoints written by emotrain before one-parameter-per-adapter HiLoRA cannot resume: "
+                         "start a new run folder") from None

@@ -10,17 +10,9 @@ from typing import List, Optional
 
 import typer
 
-from emocurate.core.console import RichProgress, quiet_libraries
+from emocurate.core.console import RichProgress, check_out_folder, quiet_libraries
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-
-
-def _fail(err: Exception) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-
-    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {escape(str(err))}", highlight=False)
-    raise typer.Exit(2)
 
 
 def parse_images(items: list[str]) -> dict[str, Path]:
@@ -56,6 +48,8 @@ def eval_command(
     seed: int = typer.Option(0, "--seed", help="Generation seed (the SD baseline: image i uses seed + i)."),
     steps: int = typer.Option(30, "--steps", help="Denoising steps when generating."),
     guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale when generating."),
+    scheduler: str = typer.Option("dpm-solver++", "--scheduler",
+        help="Sampler of every generated row (--model and --baseline alike): dpm-solver++ | ddim | pndm | euler | euler-a."),
     gen_batch_size: int = typer.Option(4, "--gen-batch-size", help="Images per generation batch."),
     config: Optional[str] = typer.Option(None, "--config", "-c",
         help="Eval settings: a name (`emotrain recipes`, e.g. emoset) or a YAML path (backbone paths, pairs, ...)."),
@@ -64,7 +58,7 @@ def eval_command(
         help="Settings overrides key=value, e.g. fid.inception=/w/inception-2015-12-05.pt"),
 ):
     """Score generated images with FID, LPIPS, Emo-A, Sem-C, Sem-D (+ CLIP score); write results.json and report.md."""
-    from emocurate.core.config import ConfigError, load
+    from emocurate.core.config import load
     from emocurate.core.recipes import find_recipe
     from emocurate.core.emotions import check_emotions
     from emotrain.eval.config import EvalConfig
@@ -76,35 +70,34 @@ def eval_command(
         items.append(f"real.dataset={real}")
     if device:
         items.append(f"device={device}")
-    try:
-        cfg = load(EvalConfig, find_recipe(config, "eval") if config else None, items)
-        named = parse_images(list(images or []))
-        if baseline not in (None, "sd"):
-            raise ValueError(f"--baseline {baseline!r}: only 'sd' (plain Stable Diffusion 1.5) is built in")
-        if not named and model is None and baseline is None:
-            raise ValueError("nothing to evaluate: give --images DIR, --model RUN or --baseline sd")
-        planned = ([model.name] if model is not None else []) + ([BASELINE_NAME] if baseline else [])
-        clash = sorted(set(planned) & set(named))
-        if clash:
-            raise ValueError(f"--images names {clash} are taken by the models generated here; pick other NAME=DIR names")
-        check_weights(cfg)  # before generating for hours
-        settings = GenerateSettings(n=n, seed=seed, steps=steps, guidance=guidance, batch_size=gen_batch_size,
-                                    device=device)
-    except (ConfigError, ValueError, FileNotFoundError) as err:
-        _fail(err)
+    cfg = load(EvalConfig, find_recipe(config, "eval") if config else None, items)
+    check_out_folder(out)
+    named = parse_images(list(images or []))
+    if baseline not in (None, "sd"):
+        raise ValueError(f"--baseline {baseline!r}: only 'sd' (plain Stable Diffusion 1.5) is built in")
+    if not named and model is None and baseline is None:
+        raise ValueError("nothing to evaluate: give --images DIR, --model RUN or --baseline sd")
+    planned = ([model.name] if model is not None else []) + ([BASELINE_NAME] if baseline else [])
+    clash = sorted(set(planned) & set(named))
+    if clash:
+        raise ValueError(f"--images names {clash} are taken by the models generated here; pick other NAME=DIR names")
+    check_weights(cfg)  # before generating for hours
+    from emotrain.eval.availability import PIPELINE_FILE, check_models, eval_models, run_models
+
+    check_models([*eval_models(cfg), *(run_models(model) if model is not None else []),
+                  *([("--base-model", base_model, base_revision, PIPELINE_FILE)] if baseline else [])])
+    settings = GenerateSettings(n=n, seed=seed, steps=steps, guidance=guidance, batch_size=gen_batch_size,
+                                device=device, scheduler=scheduler)
     generation = None
     quiet_libraries()
-    try:
-        with RichProgress(unit="img", label_width=16) as progress:
-            if model is not None or baseline is not None:
-                wanted = check_emotions(emotions.split(",")) if emotions else _real_emotions(cfg)
-                folders, generation = generate_images(out, wanted, settings, model=model,
-                                                      baseline_model=base_model if baseline else None,
-                                                      baseline_revision=base_revision, progress=progress)
-                named = {**folders, **named}
-            results = evaluate(cfg, named, out, progress=progress, generation=generation)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
-        _fail(err)
+    with RichProgress(unit="img", label_width=16) as progress:
+        if model is not None or baseline is not None:
+            wanted = check_emotions(emotions.split(",")) if emotions else _real_emotions(cfg)
+            folders, generation = generate_images(out, wanted, settings, model=model,
+                                                  baseline_model=base_model if baseline else None,
+                                                  baseline_revision=base_revision, progress=progress)
+            named = {**folders, **named}
+        results = evaluate(cfg, named, out, progress=progress, generation=generation)
     _print_summary(results, out)
 
 

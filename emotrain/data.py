@@ -7,6 +7,7 @@ It reads datasets through the published schema (image, emotion, caption columns)
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ def load_training_dataset(source: str, split: str = "train") -> "datasets.Datase
     except DatasetError:
         raise
     except Exception as err:  # noqa: BLE001 - datasets raises many kinds; the user needs the source and the reason
+        if "corresponds to no data" in str(err):  # a data folder whose files hold no rows of this split
+            raise DatasetError(f"dataset {source!r} has no rows in split {split!r}: train on a dataset with kept records, "
+                               "or set data.split") from None
         hint = "" if Path(source).exists() else " (there is no local folder of that name either)"
         raise DatasetError(f"could not load dataset {source!r} (split {split!r}){hint}: {type(err).__name__}: {err}") from err
 
@@ -91,6 +95,9 @@ def _load(source: str, split: str) -> "datasets.Dataset":
 
     path = Path(source).expanduser()
     if path.exists():
+        if (path / "state.json").exists() and not json.loads((path / "state.json").read_text()).get("_data_files"):
+            raise DatasetError(f"dataset {source!r} has no rows (a save_to_disk folder of 0 rows): train on a dataset with "
+                               "kept records (`emocurate status RUN` shows why a curation run kept none)")
         if (path / "state.json").exists() or (path / "dataset_dict.json").exists():  # a save_to_disk folder
             ds = datasets.load_from_disk(str(path))
             if isinstance(ds, datasets.DatasetDict):

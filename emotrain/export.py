@@ -118,28 +118,50 @@ def save_textual_inversion(path: str | Path, token: str, embeddings: torch.Tenso
 README = """# CoEmoGen emotion export: {title}
 
 A standard LoRA ({fmt} format, rank {rank}) equal to the polarity and emotion HiLoRA adapters of this emotion, and a
-textual-inversion embedding for the emotion token `{token}` ({n} vector(s)). Load them into stock Stable Diffusion 1.5:
+textual-inversion embedding for the emotion token `{token}` ({n} vector(s)). Load them into the Stable Diffusion 1.5
+pipeline the model was trained on, with the sampler `emotrain generate` uses ({sampler}):
 
 ```python
 import torch
-from diffusers import StableDiffusionPipeline
+from diffusers import {scheduler_class}, StableDiffusionPipeline
 
-pipe = StableDiffusionPipeline.from_pretrained("{base}", torch_dtype=torch.float16).to("cuda")
-pipe.load_lora_weights("{folder}", weight_name="{lora_file}")
-pipe.load_textual_inversion("{folder}/{ti_file}", token="{token}")
-image = pipe("{token}").images[0]              # the emotion alone, as in training
-image = pipe("a city street, {token}").images[0]  # emotion transfer into a neutral prompt
+device = "cuda" if torch.cuda.is_available() else "cpu"
+dtype = torch.float16 if device == "cuda" else torch.float32
+pipe = StableDiffusionPipeline.from_pretrained({base!r}{revision}, torch_dtype=dtype).to(device)
+pipe.scheduler = {scheduler_class}.from_config(pipe.scheduler.config)
+pipe.load_lora_weights({folder!r}, weight_name={lora_file!r})
+pipe.load_textual_inversion({ti_path!r}, token={token!r})
+image = pipe({token!r}, num_inference_steps={steps}, guidance_scale={guidance}).images[0]  # the emotion alone
+image = pipe({transfer!r}, num_inference_steps={steps}, guidance_scale={guidance}).images[0]  # emotion transfer
+image.save("emotion.png")
 ```
 
-The LoRA's scale (alpha / rank) is 1: use `cross_attention_kwargs={{"scale": 1.0}}` (the default) to reproduce the model.
-In kohya-format tools (A1111, ComfyUI) use `{lora_file}` at weight 1.0 and the embedding file as `{token}`.
+The LoRA's scale (alpha / rank) is 1: keep `cross_attention_kwargs={{"scale": 1.0}}` (the default) to reproduce the
+model; like `emotrain generate`, the LoRA then acts on both halves of classifier-free guidance.
+{kohya}
 """
+
+KOHYA_TEXT = ("In kohya-format tools (A1111, ComfyUI) load the LoRA file `{lora_file}` at weight 1.0 and the embedding "
+              "file `{ti_file}` as `{token}`.")
+DIFFUSERS_TEXT = ("`{lora_file}` has diffusers keys. For kohya-format tools (A1111, ComfyUI) export again with "
+                  "`emotrain export --format kohya`, which writes `{kohya_file}` (kohya keys) and the same embedding "
+                  "`{ti_file}`.")
 
 
 def export_emotion(unet, emotion: str | Mapping[str, float], token: str, embeddings: torch.Tensor, out_dir: str | Path,
-                   fmt: Format = "diffusers", base_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5") -> list[Path]:
-    """Write the LoRA, the textual-inversion file `<token>.safetensors` and a README.md into out_dir; return their paths."""
+                   fmt: Format = "diffusers", base_model: str = "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                   base_revision: str | None = None, sampler: Mapping | None = None) -> list[Path]:
+    """Write the LoRA, the textual-inversion file `<token>.safetensors` and a README.md into out_dir; return their paths.
+
+    The README's snippet runs as written: `base_model` must be what `from_pretrained` loads (a Hub id, pinned by
+    `base_revision`, or a local folder), and `sampler` (emotrain.sampling.sampler_record) names the scheduler, steps
+    and guidance to match `emotrain generate` (default: emotrain's sampler)."""
+    from emotrain.sampling import DEFAULT_SCHEDULER, SCHEDULERS, describe, sampler_record
+
     _check_format(fmt)
+    if base_model.startswith("tiny:"):
+        raise ValueError(f"base_model {base_model!r} is not loadable by diffusers: pass the folder it resolves to")
+    sampler = dict(sampler or sampler_record(DEFAULT_SCHEDULER, 30, 7.5))
     title = emotion if isinstance(emotion, str) else "+".join(f"{e}:{w:g}" for e, w in emotion.items())
     state = emotion_lora_state_dict(unet, emotion, fmt)
     stem = "emotion_" + "_".join(title.replace(":", "-").split("+"))
@@ -149,6 +171,14 @@ def export_emotion(unet, emotion: str | Mapping[str, float], token: str, embeddi
     rank = max(int(v.shape[0]) for k, v in state.items() if k.endswith(("lora_A.weight", "lora_down.weight")))
     readme = Path(out_dir) / "README.md"
     n = embeddings.shape[0] if embeddings.ndim == 2 else 1
-    readme.write_text(README.format(title=title, fmt=fmt, rank=rank, token=token, n=n, base=base_model,
-                                    folder=Path(out_dir).as_posix(), lora_file=lora_path.name, ti_file=ti_path.name))
+    folder = Path(out_dir).resolve()
+    names = {"lora_file": lora_path.name, "ti_file": ti_path.name, "token": token,
+             "kohya_file": f"{stem}_lora.safetensors"}
+    kohya = (KOHYA_TEXT if fmt == "kohya" else DIFFUSERS_TEXT).format(**names)
+    readme.write_text(README.format(
+        title=title, fmt=fmt, rank=rank, n=n, base=base_model,
+        revision=f", revision={base_revision!r}" if base_revision else "", folder=folder.as_posix(),
+        ti_path=(folder / ti_path.name).as_posix(), scheduler_class=SCHEDULERS[sampler["scheduler"]],
+        sampler=describe(sampler["scheduler"], sampler["steps"], sampler["guidance"]), steps=sampler["steps"],
+        guidance=sampler["guidance"], transfer=f"a city street, {token}", kohya=kohya, **names))
     return [lora_path, ti_path, readme]

@@ -50,5 +50,14 @@ def export_run(model_dir: str | Path, emotion: str | dict[str, float], out_dir: 
         raise ValueError(f"emotion(s) {unknown} not in this model; it knows: {', '.join(sampler.emotions)}")
     token = token or "<" + "-".join(mix) + ">"
     embeddings = emotion_embeddings(sampler, mix, num_vectors, seed)
-    base = json.loads((Path(model_dir) / "config.json").read_text())["base_model"]["id"]
-    return export_emotion(sampler.pipe.unet, emotion, token, embeddings, out_dir, fmt, base_model=base)
+    from emocurate.core.tiny import resolve
+    from emotrain.sampling import DEFAULT_SCHEDULER, sampler_record
+
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    base, run = config["base_model"], config["recipe"]["run"]
+    local = Path(base["id"]).exists() or base["id"].startswith("tiny:")  # the README names what from_pretrained loads
+    base_model = str(Path(resolve(base["id"])).resolve()) if local else base["id"]
+    revision = None if local else base.get("resolved_revision") or base.get("revision")
+    record = sampler_record(run.get("scheduler", DEFAULT_SCHEDULER), run["inference_steps"], run["guidance"])
+    return export_emotion(sampler.pipe.unet, emotion, token, embeddings, out_dir, fmt, base_model=base_model,
+                          base_revision=revision, sampler=record)

@@ -15,13 +15,9 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from emotrain.model.conditioning import PLACEHOLDER
+from emotrain.sampling import DEFAULT_SCHEDULER, index_seed, make_pipeline  # noqa: F401  (interface)
 
 GRID_MAX = 64
-
-
-def index_seed(seed: int, index: int, stream: int = 0) -> int:
-    """A deterministic 63-bit seed for image `index` of a run seeded `seed` (stream separates independent draws)."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{index}:{stream}".encode()).digest()[:8], "big") >> 1
 
 
 def transfer_prompt(prompt: str | None, default: str = PLACEHOLDER) -> str:
@@ -37,11 +33,22 @@ class EmotionSampler:
     Works on the training UNet too (validation grids reuse it in eval mode: no second copy in memory).
     """
 
-    def __init__(self, pipe, mapper, encoder, clusters, emotions: Sequence[str], prompt: str = PLACEHOLDER, autocast=None):
+    def __init__(self, pipe, mapper, encoder, clusters, emotions: Sequence[str], prompt: str = PLACEHOLDER, autocast=None,
+                 scheduler: str = DEFAULT_SCHEDULER):
         self.pipe, self.mapper, self.encoder, self.clusters = pipe, mapper, encoder, clusters
         self.emotions = list(emotions)
         self.prompt = prompt
         self.autocast = autocast
+        self.scheduler = scheduler
+        """The name of the pipeline's scheduler (emotrain.sampling.SCHEDULERS); `use_scheduler` changes it."""
+
+    def use_scheduler(self, name: str | None) -> None:
+        """Sample with scheduler `name` from now on (None keeps the current one)."""
+        from emotrain.sampling import make_scheduler
+
+        if name is not None and name != self.scheduler:
+            self.pipe.scheduler = make_scheduler(name, self.pipe.scheduler.config)
+            self.scheduler = name
 
     def emotion_vectors(self, mixes: Sequence[dict[str, float]], seeds: Sequence[int]):
         """e^v (B, D) per sample: the weighted sum over the mix of encoder(mapper(one-hot_k), v_k ~ cluster_k)."""
@@ -82,24 +89,12 @@ class EmotionSampler:
                                    return_tensors="pt").input_ids.to(device)
             uncond = pipe.text_encoder(input_ids=empty).last_hidden_state  # (B, L, D)
             cfg = guidance > 1
-            # The pipeline runs [uncond; cond] in one batch under CFG: both halves get the sample's adapters.
+            # The pipeline runs [uncond; cond] in one batch under CFG: both halves get the sample's adapters
+            # (emotrain.sampling.ADAPTERS_ON_UNCONDITIONAL), as a stock LoRA acts on both.
             with routing(pipe.unet, torch.cat([weights, weights]) if cfg else weights):
                 generators = [torch.Generator().manual_seed(index_seed(s, 0)) for s in seeds]
                 return pipe(prompt_embeds=cond, negative_prompt_embeds=uncond, num_inference_steps=steps,
                             guidance_scale=guidance, generator=generators, output_type="pil").images
-
-
-def make_pipeline(vae, text_encoder, tokenizer, unet, scheduler_config):
-    """A StableDiffusionPipeline around existing modules (nothing copied), with a DPM-Solver++ scheduler for sampling."""
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
-
-    pipe = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-        scheduler=DPMSolverMultistepScheduler.from_config(scheduler_config),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
 
 
 def load_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler:
@@ -115,7 +110,11 @@ def load_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler
     from emotrain.model.hilora import add_hilora, load_hilora_state_dict
     from emotrain.recipe import TrainRecipe
 
+    from emotrain.baseline_sampler import is_baseline_run, load_baseline
+
     model_dir = Path(model_dir)
+    if is_baseline_run(model_dir):  # a Table 1 baseline (`emotrain baseline fit`): sampled the same way
+        return load_baseline(model_dir, device)
     if not (model_dir / "config.json").is_file() or not (model_dir / "hilora.safetensors").is_file():
         raise FileNotFoundError(f"{model_dir} is not a trained emotrain run (needs config.json and hilora.safetensors)")
     config = json.loads((model_dir / "config.json").read_text())
@@ -131,11 +130,14 @@ def load_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler
     add_hilora(pipe.unet, config["emotions"], rank=h.rank, alpha=h.alpha, target_modules=tuple(h.target_modules),
                emotion_loras=h.emotion_loras, polarity_loras=h.polarity_loras)
     load_hilora_state_dict(pipe.unet, load_file(str(model_dir / "hilora.safetensors")))
-    pipe = make_pipeline(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler.config).to(device, dtype)
+    scheduler = recipe.run.scheduler
+    pipe = make_pipeline(pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.unet, pipe.scheduler.config,
+                         scheduler).to(device, dtype)
     mapper = NeuroSymbolicMapper.from_pretrained(model_dir / "mapper").to(device)
     encoder = VisualPerceptionEncoder.from_pretrained(model_dir / "encoder").to(device)
     clusters = EmotionClusters.load(model_dir / "emotion_clusters.safetensors")
-    return EmotionSampler(pipe, mapper.eval(), encoder.eval(), clusters, config["emotions"], recipe.conditioning.prompt)
+    return EmotionSampler(pipe, mapper.eval(), encoder.eval(), clusters, config["emotions"], recipe.conditioning.prompt,
+                          scheduler=scheduler)
 
 
 @functools.lru_cache(maxsize=1)
@@ -145,9 +147,9 @@ def _cached_run(model_dir: str, stamp: float, device: str | None) -> EmotionSamp
 
 def cached_run(model_dir: str | Path, device: str | None = None) -> EmotionSampler:
     """`load_run`, kept for the next call with the same run and device (e.g. one `generate` call per emotion).
-    A retrained run (newer hilora.safetensors) is loaded afresh; only one run is kept."""
+    A retrained run (newer config.json) is loaded afresh; only one run is kept."""
     path = Path(model_dir).resolve()
-    stamp = (path / "hilora.safetensors").stat().st_mtime if (path / "hilora.safetensors").exists() else 0.0
+    stamp = (path / "config.json").stat().st_mtime if (path / "config.json").exists() else 0.0  # written last
     return _cached_run(str(path), stamp, device)
 
 
@@ -206,6 +208,7 @@ def generate(
     device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
     sampler: EmotionSampler | None = None,
+    scheduler: str | None = None,
 ) -> list[Path]:
     """Write n images (`{stem}_{i:05d}.png`) into out_dir plus a grid `grids/{stem}.png`; return the n image paths.
 
@@ -214,12 +217,17 @@ def generate(
     `emotion` is a name or a {name: weight} mix (fusion); `prompt` a neutral prompt for emotion transfer. Image i uses
     seed `index_seed(seed, i)`, so indices already on disk are skipped and a rerun completes the set identically.
     `progress(done, total)` is called after each batch. `sampler` reuses an already loaded model; otherwise the
-    last loaded run is reused when model_dir and device are the same (see `cached_run`).
+    last loaded run is reused when model_dir and device are the same (see `cached_run`). `scheduler` (a name in
+    emotrain.sampling.SCHEDULERS) defaults to the run's recipe `run.scheduler` (the one its card samples used).
     """
     from PIL import Image
 
     if n < 1 or batch_size < 1:
         raise ValueError(f"n and batch_size must be >= 1; got n={n}, batch_size={batch_size}")
+    if scheduler is not None:
+        from emotrain.sampling import check_scheduler
+
+        check_scheduler(scheduler)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = file_stem(emotion, seed, prompt)
@@ -232,6 +240,7 @@ def generate(
         unknown = [e for e in mix if e not in sampler_emotions]
         if unknown:
             raise ValueError(f"emotion(s) {unknown} not in this model; it knows: {', '.join(sampler.emotions)}")
+        sampler.use_scheduler(scheduler)
     done = n - len(todo)
     if progress:
         progress(done, n)

@@ -1,6 +1,7 @@
 """The training recipe: typed, commented dataclasses loaded from YAML with `emocurate.core.config.load` (dotted overrides).
 
-Defaults are the paper's settings (CoEmoGen, "Implementation details"). It only describes a run; `train.py` executes it.
+Defaults are the paper's settings (CoEmoGen, "Implementation details") where it states them; fields whose docstring
+starts "Ours:" are our choices where it is silent (README "Fidelity"). It only describes a run; `train.py` executes it.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ class DataConfig:
     emotions: list[str] | None = None
     """Emotions the model learns (one LoRA each). None: every emotion present in the dataset, in EmoSet order."""
     resolution: int = 512
-    """Training images are resized (short side) and center-cropped to this size."""
+    """Training images are resized (short side) and center-cropped to this size. Ours: the paper gives no size; 512 is
+    SD 1.5's native resolution."""
     random_flip: bool = False
     oversample: bool = True
     """Random oversampling (seeded) so every emotion has as many samples as the largest one (paper, following EmoGen)."""
@@ -52,11 +54,13 @@ class DataConfig:
 @dataclass
 class ConditioningConfig:
     mapper_hidden: int = 512
-    """Hidden width of the Neuro-symbolic Mapper (paper: 512)."""
+    """Hidden width of the Neuro-symbolic Mapper (paper: 512; its GELU activation is ours)."""
     d0: int = 768
-    """Attention width of the Visual-perception Encoder (paper: 768)."""
+    """Attention width of the Visual-perception Encoder (paper: 768). Ours: its keys are all CLIP image tokens and
+    it adds a residual e_i + Attn(e_i, v_i) (see model/conditioning.py)."""
     prompt: str = "<emotion>"
-    """Training prompt; `<emotion>` is the placeholder whose input embedding is e_i^v."""
+    """Training prompt; `<emotion>` is the placeholder whose input embedding is e_i^v. Ours: the paper does not give
+    the prompt; the token alone is what EmoGen's textual-inversion-style training uses."""
 
     def __post_init__(self) -> None:
         if self.mapper_hidden < 1 or self.d0 < 1:
@@ -71,6 +75,7 @@ class HiLoRAConfig:
     alpha: float | None = None
     """LoRA scale numerator (scale = alpha / rank); None means alpha = rank (scale 1)."""
     target_modules: list[str] = field(default_factory=lambda: ["to_q", "to_k", "to_v", "to_out.0"])
+    """Ours: the paper does not name the U-Net layers; these are attn1 and attn2's projections in every block."""
     emotion_loras: bool = True
     """Ablation: false removes the emotion-specific LoRAs."""
     polarity_loras: bool = True
@@ -86,12 +91,30 @@ class HiLoRAConfig:
 
 
 @dataclass
+class ClustersConfig:
+    """The emotion clusters v_i is drawn from at inference (see emotrain/model/clusters.py). The paper: "a Gaussian
+    distribution" per emotion; its form is our choice: a low-rank (PCA) Gaussian over whole token sets."""
+
+    components: int = 16
+    """Principal directions per emotion (0: the per-token diagonal Gaussian, whose draws do not look like token
+    sets). Each costs T*Dv half floats in emotion_clusters.safetensors (0.5 MB for ViT-L/14)."""
+    sample_images: int = 128
+    """Token sets per emotion (seeded pick) the directions are estimated from; the mean uses every image."""
+
+    def __post_init__(self) -> None:
+        if self.components < 0:
+            raise ValueError(f"clusters.components must be >= 0; got {self.components}")
+        if self.sample_images < 2 and self.components:
+            raise ValueError(f"clusters.sample_images must be >= 2 to estimate directions; got {self.sample_images}")
+
+
+@dataclass
 class LossConfig:
     semantic: bool = True
     """Ablation: false trains with L_LDM alone."""
     semantic_type: Literal["cosine", "mae", "mse", "kl"] = "cosine"
     semantic_weight: float = 1.0
-    """lambda in L = L_LDM + lambda * L_SEM."""
+    """lambda in L = L_LDM + lambda * L_SEM. Ours: the paper combines the two losses without stating a weight."""
 
     def __post_init__(self) -> None:
         if self.semantic_weight < 0:
@@ -125,7 +148,8 @@ class OptimConfig:
 class RunConfig:
     seed: int = 0
     mixed_precision: Literal["no", "fp16", "bf16"] = "no"
-    """Frozen models run in this dtype; trained weights stay float32."""
+    """Frozen models run in this dtype; trained weights stay float32. Ours: the paper states no precision (the
+    shipped recipes use bf16)."""
     gradient_checkpointing: bool = False
     checkpoint_every: int = 5000
     keep_checkpoints: int = 3
@@ -133,6 +157,9 @@ class RunConfig:
     """Steps between validation grids (one image per emotion, fixed seeds); 0 disables."""
     log_every: int = 10
     report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    scheduler: str = "dpm-solver++"
+    """The sampler of validation grids, the card's samples and `emotrain generate` on this run (emotrain/sampling.py
+    names: dpm-solver++, ddim, pndm, euler, euler-a). Our choice: the paper names no sampler."""
     inference_steps: int = 30
     guidance: float = 7.5
     samples_per_emotion: int = 4
@@ -150,10 +177,23 @@ class RunConfig:
             raise ValueError(f"run.checkpoint_every must be >= 1; got {self.checkpoint_every}")
         if self.keep_checkpoints < 1:
             raise ValueError(f"run.keep_checkpoints must be >= 1; got {self.keep_checkpoints}")
+        from emotrain.sampling import check_scheduler
+
+        check_scheduler(self.scheduler)
         if self.cpu_threads is not None and self.cpu_threads < 1:
             raise ValueError(f"run.cpu_threads must be >= 1 or null; got {self.cpu_threads}")
         if self.validate_every < 0 or self.log_every < 1 or self.inference_steps < 1 or self.samples_per_emotion < 0:
             raise ValueError("run.validate_every/samples_per_emotion must be >= 0, run.log_every/inference_steps >= 1")
+
+
+@dataclass
+class PaperConfig:
+    """Where a recipe sits in the paper; `emotrain reproduce` reads it, training does not."""
+
+    row: str | None = None
+    """The paper's table row this recipe reproduces, e.g. "Table 1: w/o L_SEM" (the reproduction report's label)."""
+    caption_prompt: str = "emotion-one-sentence"
+    """The emocurate caption prompt the training dataset must be captioned with (Table 2(a) varies it)."""
 
 
 @dataclass
@@ -164,9 +204,11 @@ class TrainRecipe:
     """Ablation (Table 2b): one-hot + Neuro-symbolic Mapper | a learnable vector per emotion | the frozen word embedding."""
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     hilora: HiLoRAConfig = field(default_factory=HiLoRAConfig)
+    clusters: ClustersConfig = field(default_factory=ClustersConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
 
 
 def load_recipe(path: str | Path | None, overrides: Sequence[str] = ()) -> TrainRecipe:

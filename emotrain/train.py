@@ -59,7 +59,7 @@ def train(
     from emocurate.core.tiny import resolve
     from emotrain import checkpoint
     from emotrain.card import write_card
-    from emotrain.model.clusters import ClusterAccumulator, EmotionClusters
+    from emotrain.model.clusters import ClusterAccumulator, EmotionClusters, pick_sample
     from emotrain.model.conditioning import build_emotion_modules, encode_with_emotion, image_tokens, semantic_loss, word_embeddings
     from emotrain.data import ClipImages, ResumableSampler, TrainingSet, collate, load_training_dataset, oversample, validate
     from emotrain.generate import EmotionSampler, make_pipeline, save_grid
@@ -161,20 +161,26 @@ def train(
     clusters_path = out / "emotion_clusters.safetensors"
     reuse = resume_from is not None and clusters_path.exists()  # a fresh run always recomputes them
     if not broadcast_object_list([reuse])[0]:  # rank 0's view of the (shared) run folder decides
-        # Each rank embeds a shard of the images; the float64 sums are added up across ranks.
-        shard = range(accelerator.process_index, len(training_set), accelerator.num_processes)
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ClipImages(training_set), list(shard)),
+        # Each rank embeds a shard of the images; the float64 sums and the picked token sets are added up across ranks.
+        shard = list(range(accelerator.process_index, len(training_set), accelerator.num_processes))
+        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ClipImages(training_set), shard),
                                              batch_size=run.cluster_batch_size, num_workers=recipe.data.num_workers)
-        acc = ClusterAccumulator(emotions)
+        picks = pick_sample(validated.labels, emotions, recipe.clusters.sample_images, run.seed)
+        acc = ClusterAccumulator(emotions, picks, recipe.clusters.components)
+        seen = 0
         with torch.no_grad():
             for pixels, emotion_index in loader:
+                rows, seen = shard[seen:seen + len(emotion_index)], seen + len(emotion_index)  # loader keeps order
                 keep = emotion_index >= 0
                 tokens = image_tokens(vision, pixels[keep].to(accelerator.device, weight_dtype))  # (b, T, Dv)
-                acc.add(tokens, [emotions[int(k)] for k in emotion_index[keep]])
+                acc.add(tokens, [emotions[int(k)] for k in emotion_index[keep]],
+                        [r for r, k in zip(rows, keep.tolist()) if k])
         token_shape = ((vision.config.image_size // vision.config.patch_size) ** 2 + 1, vision.config.hidden_size)
         totals = [accelerator.reduce(t.to(accelerator.device), "sum") for t in acc.totals(token_shape)]
+        picked = {e: accelerator.reduce(acc.picked(e, token_shape).to(accelerator.device), "sum") for e in emotions}
         if main:
-            ClusterAccumulator.from_totals(emotions, *totals).finish().save(clusters_path)
+            acc.merge(*totals, picked)
+            acc.finish().save(clusters_path)
     accelerator.wait_for_everyone()
     clusters = EmotionClusters.load(clusters_path) if main else None  # only rank 0 samples (validation, card)
 
@@ -212,9 +218,9 @@ def train(
     data = iter(loader)
 
     def emotion_sampler() -> EmotionSampler:
-        pipe = make_pipeline(vae, text_encoder, tokenizer, raw_unet, noise_scheduler.config)
+        pipe = make_pipeline(vae, text_encoder, tokenizer, raw_unet, noise_scheduler.config, run.scheduler)
         return EmotionSampler(pipe, accelerator.unwrap_model(mapper), accelerator.unwrap_model(encoder), clusters,
-                              emotions, recipe.conditioning.prompt, autocast=accelerator.autocast)
+                              emotions, recipe.conditioning.prompt, autocast=accelerator.autocast, scheduler=run.scheduler)
 
     def validation_grid(at_step: int) -> None:
         """One image per emotion with fixed seeds, from the training UNet switched to eval mode (no copy)."""

@@ -40,35 +40,45 @@ def purpose(path: Path) -> str:
     return ""
 
 
+SEPARATE = {"train": ("baselines",)}
+"""Subfolders that are not recipes of their namespace's command (train/baselines/ is for `emotrain baseline fit`)."""
+
+
 def list_recipes(kind: str) -> list[RecipeInfo]:
-    """The shipped recipes of one namespace, sorted by name."""
+    """The shipped recipes of one namespace, sorted: the main ones, then subfolders' (`ablations/table1-wo-lsem`)."""
     if kind not in KINDS:
         raise ValueError(f"recipe kind must be one of {', '.join(KINDS)}; got {kind!r}")
     folder = recipes_root() / kind
-    return [RecipeInfo(p.stem, purpose(p), p) for p in sorted(folder.glob("*.yaml"))]
+    paths = [p for p in folder.rglob("*.yaml") if p.relative_to(folder).parts[0] not in SEPARATE.get(kind, ())]
+    paths.sort(key=lambda p: (len(p.relative_to(folder).parts), p.relative_to(folder).as_posix()))
+    return [RecipeInfo(p.relative_to(folder).with_suffix("").as_posix(), purpose(p), p) for p in paths]
 
 
 def find_recipe(value: str | Path, kind: str) -> Path:
     """A recipe path from a name (`emoart`) or a path (anything with a `/` or a .yaml/.yml suffix); a clear error otherwise."""
     text = str(value)
+    shipped = {r.name: r.path for r in list_recipes(kind)}
+    if text in shipped and not Path(text).is_file():
+        return shipped[text]
     if "/" in text or text.endswith((".yaml", ".yml")) or Path(text).is_file():
         path = Path(text).expanduser()
         if not path.is_file():
             raise ConfigError(f"recipe file not found: {text}")
         return path
-    shipped = {r.name: r.path for r in list_recipes(kind)}
-    if text in shipped:
-        return shipped[text]
     elsewhere = [k for k in KINDS if k != kind and any(r.name == text for r in list_recipes(k))]
     hint = f"; {text!r} is a {elsewhere[0]} recipe (`{COMMANDS[elsewhere[0]]} {text}`)" if elsewhere else ""
-    raise ConfigError(f"unknown {kind} recipe {text!r}{hint}: give a YAML path or one of {', '.join(shipped)} "
-                      f"(`{LISTERS[kind]}` lists them)")
+    main = [name for name in shipped if "/" not in name]
+    raise ConfigError(f"unknown {kind} recipe {text!r}{hint}: give a YAML path or one of {', '.join(main)} "
+                      f"(`{LISTERS[kind]}` lists them all)")
 
 
 def listing(kinds: list[str]) -> list[str]:
     """Lines for `emocurate recipes` / `emotrain recipes`: per namespace, how to use it, then name and purpose of each."""
     lines = []
     for kind in kinds:
+        infos = list_recipes(kind)
+        width = max((len(i.name) for i in infos if "/" not in i.name), default=0) + 2
         lines.append(f"{kind} recipes ({COMMANDS[kind]} NAME):")
-        lines += [f"  {info.name:<18} {info.purpose}" for info in list_recipes(kind)]
+        lines += [f"  {info.name:<{width}} {info.purpose}" if "/" not in info.name else f"  {info.name}\n      {info.purpose}"
+                  for info in infos]
     return lines

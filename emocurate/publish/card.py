@@ -5,7 +5,6 @@ It reads the kept rows and the run's records; it writes README text and PNGs, ne
 
 from __future__ import annotations
 
-import os
 import random
 import re
 from collections import Counter
@@ -166,6 +165,7 @@ def render_card(facts: CardFacts, records: pa.Table, emotions: Sequence[str], cf
         pretty_name=cfg.pretty_name, num_rows=facts.num_rows, num_shards=facts.num_shards, emotions=list(emotions),
         drop_percent=f"{100 * provenance.drop_fraction:g}", notes=provenance.notes, repo_id=cfg.repo_id,
         min_confidence=provenance.thresholds.get("classify.min_confidence"),
+        classifier_emotions=(provenance.models.get("classify") or {}).get("emotions"),
         columns_table=md_table(["column", "type", "meaning"], columns),
         stage_table=md_table(["emotion", *stages], stage_rows),
         records_total=records.num_rows,
@@ -211,22 +211,10 @@ def _recipe_yaml(recipe: dict) -> str | None:
     return yaml.safe_dump(redact(recipe), sort_keys=False, allow_unicode=True).strip() if recipe else None
 
 
-def known_secrets() -> dict[str, str]:
-    """Values that must never be published: the Hub token and env vars whose names look secret (values >= 8 chars)."""
-    secrets = {name: v for name, v in os.environ.items()
-               if SECRET_KEY_RE.search(name) and not name.endswith("_ENV") and len(v) >= 8}
-    try:
-        from huggingface_hub import get_token
-
-        if token := get_token():
-            secrets["the Hugging Face token"] = token
-    except Exception:  # noqa: BLE001 - no token store is fine here
-        pass
-    return secrets
-
-
 def check_no_secrets(text: str) -> None:
     """Refuse text that contains a known secret, naming where it came from but never its value."""
+    from emocurate.publish.secrets import known_secrets
+
     for name, value in known_secrets().items():
         if value in text:
             raise CardError(f"the dataset card would contain the value of {name}: remove it from the recipe or notes")

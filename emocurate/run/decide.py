@@ -100,17 +100,16 @@ class _Emotions:
 
 
 def drop_by_emotion(d: _Decisions, emo: _Emotions, recipe) -> None:
-    """Not classified yet; an emotion outside the recipe's set; a confidence under `classify.min_confidence`."""
+    """Not classified yet; a confidence under `classify.min_confidence` (over ALL the classifier's classes); then an
+    emotion outside the recipe's `emotions` (the classifier decides first, the recipe keeps a subset)."""
     df = d.df
     d.drop(~emo.present, "classify", NOT_CLASSIFIED)
-    what = np.where(df["label"].notna(), "label", "predicted emotion")
-    d.drop(~emo.emotion.isin(set(recipe.emotions)), "classify",
-           "emotion_not_in_recipe: " + pd.Series(what, dtype=object) + " " + emo.emotion.astype(str).map(repr))
     threshold = recipe.classify.min_confidence
     applies = df["label"].isna() | recipe.apply_min_confidence_to_labelled
     low = applies & (np.nan_to_num(emo.confidence, nan=-1.0) < threshold)
     d.drop(low, "classify", pd.Series([f"low_confidence: {c:.3f} < min_confidence {threshold}" for c in emo.confidence],
                                       dtype=object))
+    d.drop(*emotion_not_kept(emo.emotion, df["label"], recipe.emotions))
 
 
 def drop_uncaptioned(d: _Decisions, emotion: pd.Series, captions: pa.Table) -> pd.Series:
@@ -172,6 +171,15 @@ def _records(d: _Decisions, emo: _Emotions, caption: pd.Series, clip_score: np.n
     schema = records_schema(emo.names)
     table = pa.Table.from_pandas(out, schema=schema.remove(schema.get_field_index("emotion_probs")), preserve_index=False)
     return table.add_column(10, schema.field("emotion_probs"), _probs_struct(emo.matrix, emo.present, emo.names, schema))
+
+
+def emotion_not_kept(emotion: pd.Series, label: pd.Series, kept: Sequence[str]):
+    """(mask, stage, reason) for items whose emotion (label, else the classifier's top class over ALL its classes) is
+    not among the recipe's `emotions`: e.g. a painting whose top class is excitement, in a six-emotion EmoArt."""
+    outside = ~emotion.isin(set(kept)).to_numpy()
+    why = pd.Series([f"emotion_not_kept: {e}" + (" (label)" if isinstance(lab, str) else "")
+                     for e, lab in zip(emotion, label)], dtype=object)
+    return outside, "classify", why
 
 
 def _probs_struct(matrix: np.ndarray, present: np.ndarray, emotions: Sequence[str], schema: pa.Schema) -> pa.Array:

@@ -56,15 +56,13 @@ def check_out(run_dir: Path) -> None:
 
 
 def make_run_dir(run_dir: Path) -> bool:
-    """Create the run folder (and its parents); True when it did not exist. A clear error when it cannot be made."""
+    """Create the run folder (and its parents); True when it did not exist. An OSError (read-only, no permission)
+    when it cannot be written: an environment problem, which the command line reports as one line, exit code 1."""
     existed = run_dir.is_dir()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        probe = run_dir / f".write-test.{os.getpid()}.tmp"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise RunFolderError(f"cannot write into --out {run_dir} ({err.strerror or err}): choose a folder you can write to") from None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    probe = run_dir / f".write-test.{os.getpid()}.tmp"
+    probe.write_bytes(b"")
+    probe.unlink()
     return not existed
 
 
@@ -77,15 +75,22 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> bool:
     manifest = run_dir / MANIFEST
     wanted = json.loads(json.dumps(_identity(recipe)))
     if manifest.exists():
+        have = json.loads(manifest.read_text())
+        scored = have.get("classifier_emotions")
+        if recipe.classify.emotions is not None and recipe.classify.emotions != scored:
+            raise ConfigError(
+                f"{run_dir} stores classifier scores for {scored or 'all of the model' + chr(39) + 's classes'}; this "
+                f"command asks classify.emotions={recipe.classify.emotions}. Leave classify.emotions as the first build "
+                "had it (the recipe's `emotions` chooses what is kept), or use a new --out.")
         differs = mismatch(run_dir, recipe)
         if differs:
             raise ConfigError(f"{run_dir} was built with {differs}: stored shards would not match. "
                               "Use the same recipe to resume, or a new --out.")
         save_recipe(run_dir, recipe)
         return False
-    # the classifier runs over the emotions of the FIRST build (its scores are stored); later `emotions` values only
-    # decide which of them are kept
-    shards.write_json_atomic(manifest, {**wanted, "classifier_emotions": list(recipe.emotions)})
+    # the classifier scores the classes of the FIRST build (its scores are stored): `classify.emotions`, None = all of
+    # the model's classes; the recipe's `emotions` only decide which of them are kept (refilter may change it)
+    shards.write_json_atomic(manifest, {**wanted, "classifier_emotions": recipe.classify.emotions})
     save_recipe(run_dir, recipe)
     return True
 
@@ -97,6 +102,9 @@ def mismatch(run_dir: Path, recipe: CurateRecipe) -> Optional[str]:
         return None
     have = json.loads(manifest.read_text())
     wanted = json.loads(json.dumps(_identity(recipe)))
+    scored = have.get("classifier_emotions")
+    if recipe.classify.emotions is not None and recipe.classify.emotions != scored:
+        return f"models classify.emotions={scored!r}, this command asks for {recipe.classify.emotions!r}"
     for part in ("inputs", "models"):
         for key, value in wanted[part].items():
             if have.get(part, {}).get(key) != value:
@@ -121,7 +129,12 @@ def unpin(run_dir: Path, made_dir: bool) -> None:
 
 
 def save_recipe(run_dir: Path, recipe: CurateRecipe) -> None:
+    """RUN/recipe.yaml, without credentials written into caption.base_url (http://user:key@host -> http://host)."""
+    from emocurate.publish.secrets import strip_credentials
+
+    data = asdict(recipe)
+    data["caption"]["base_url"] = strip_credentials(data["caption"]["base_url"])
     path = run_dir / "recipe.yaml"
     tmp = path.with_name(".recipe.yaml.tmp")
-    tmp.write_text("# the recipe this run folder was last built or refiltered with\n" + yaml.safe_dump(asdict(recipe), sort_keys=False))
+    tmp.write_text("# the recipe this run folder was last built or refiltered with\n" + yaml.safe_dump(data, sort_keys=False))
     tmp.replace(path)

@@ -57,6 +57,7 @@ def uses_emoset(recipe) -> bool:
 def publish_records(run_dir: Path, recipe, records: pa.Table) -> tuple[Optional[Path], Optional[str]]:
     """Write RUN/dataset/ from the kept records: (path, None), or (None, why not) when nothing can be published yet."""
     from emocurate.publish.dataset import Provenance, PublishError, write_dataset
+    from emocurate.publish.secrets import redact_folder, redact_table, run_secrets
     from emocurate.run.status import stage_counts_of
 
     if not getattr(recipe.publish, "republish_images", True):
@@ -68,6 +69,13 @@ def publish_records(run_dir: Path, recipe, records: pa.Table) -> tuple[Optional[
     models = json.loads(models_path.read_text()) if models_path.exists() else {}
     prompt = models.get("caption", {}).get("prompt", recipe.caption.prompt)
     notes = list(_notes(recipe))
+    # a model or endpoint that echoed a key into a caption (or metadata) must not publish it: redact every text column
+    secrets = run_secrets(recipe)
+    kept, n_redacted = redact_table(kept_table(run_dir, records), secrets)
+    records, _ = redact_table(records, secrets)
+    if n_redacted:
+        notes.append(f"{n_redacted} text value(s) held a secret this run used (an API key or token echoed by a model) "
+                     "and were redacted to [REDACTED].")
     status_counts = None
     if (run_dir / "crawl").is_dir():  # a urls: source: fetch status counts, and whether robots were ignored
         from emocurate.crawl.state import runs, summary
@@ -76,18 +84,29 @@ def publish_records(run_dir: Path, recipe, records: pa.Table) -> tuple[Optional[
         if any(r.get("ignore_robots") for r in runs(run_dir / "crawl")):
             notes.append("--ignore-robots was used: robots.txt and X-Robots-Tag opt-outs were NOT honoured for some URLs.")
     provenance = Provenance(
-        models={stage: {k: info.get(k) for k in ("backend", "model", "revision")} for stage, info in models.items()},
+        models={stage: {k: info.get(k) for k in ("backend", "model", "revision", "emotions") if k in info or k != "emotions"}
+                for stage, info in models.items()},  # the classifier's "emotions": the classes it scored
         prompt=prompt, thresholds=_thresholds(recipe), drop_fraction=recipe.clip_filter.drop_fraction, seed=recipe.seed,
-        recipe=asdict(recipe), notes=notes, status_counts=status_counts,
+        recipe=recipe_for_publishing(recipe), notes=notes, status_counts=status_counts,
     )
     try:
-        path = write_dataset(kept_table(run_dir, records), records, run_dir / "dataset", recipe.emotions, recipe.publish,
+        path = write_dataset(kept, records, run_dir / "dataset", recipe.emotions, recipe.publish,
                              provenance, stage_counts_of(run_dir, recipe.emotions))
     except PublishError as err:  # the records stay valid, the dataset is simply not written
         (run_dir / PUBLISHED).unlink(missing_ok=True)  # whatever dataset/ holds, it is not from these records
         return None, str(err)
+    redact_folder(path, secrets)  # belt and braces: whatever else reached a file
     shards.write_json_atomic(run_dir / PUBLISHED, {"records_sha256": records_sha256(run_dir)})
     return path, None
+
+
+def recipe_for_publishing(recipe) -> dict:
+    """The recipe as a dict with credentials removed from caption.base_url (http://user:key@host -> http://host)."""
+    from emocurate.publish.secrets import strip_credentials
+
+    data = asdict(recipe)
+    data["caption"]["base_url"] = strip_credentials(data["caption"]["base_url"])
+    return data
 
 
 PUBLISHED = "published.json"
@@ -146,6 +165,12 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False) -> str:
     if uses_emoset(recipe):
         raise ValueError(f"refusing to push {dataset}: it holds EmoSet images. {EMOSET_NOTE}")
     check_current(run_dir)
-    from emocurate.publish.dataset import push
+    from emocurate.publish.dataset import PublishError, push
+    from emocurate.publish.secrets import find_in_folder, run_secrets
+
+    leaks = find_in_folder(dataset, run_secrets(recipe))
+    if leaks:
+        raise PublishError(f"refusing to push {dataset}: secret values found in {'; '.join(leaks)}. Publish again "
+                           f"(`emocurate refilter {run_dir} --set ...` or rerun `emocurate build`), which redacts them")
 
     return push(dataset, repo_id, private=private)

@@ -1,7 +1,8 @@
 """`emocurate status`: a duckdb view over RUN/records.parquet -> counts per stage x emotion, drops and errors by reason.
 
 Read-only; the same numbers feed the dataset card's "counts after each stage" table. While a build runs (or after one
-was interrupted) there is no records.parquet yet: the records are then decided from the finished shards ("live").
+was interrupted) there is no records.parquet yet: the records are then decided from the finished shards ("live"), and
+those a stage has not processed yet are 'pending' at that stage, not dropped.
 """
 
 from __future__ import annotations
@@ -41,7 +42,20 @@ def _live_records(run_dir: Path):
     if not done or not (run_dir / "recipe.yaml").exists():
         return None
     n = n_ingest_shards(run_dir) or done[-1] + 1
-    return decide_run(run_dir, load_recipe(run_dir / "recipe.yaml"), n)
+    return mark_pending(decide_run(run_dir, load_recipe(run_dir / "recipe.yaml"), n))
+
+
+def mark_pending(records):
+    """Records of a live run: those dropped only because a stage has not reached them yet get status 'pending'
+    (`dropped_by` keeps the stage they wait for)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from emocurate.run.decide import NOT_CAPTIONED, NOT_CLASSIFIED, NOT_SCORED
+
+    waiting = pc.fill_null(pc.is_in(records.column("reason"), pa.array([NOT_CLASSIFIED, NOT_CAPTIONED, NOT_SCORED])), False)
+    status = pc.if_else(waiting, pa.scalar("pending"), records.column("status"))
+    return records.set_column(records.schema.get_field_index("status"), "status", status)
 
 
 def _rows(con, query: str) -> list[dict]:
@@ -82,11 +96,14 @@ def run_status(run_dir: str | Path, emotions: Optional[Sequence[str]] = None) ->
         SELECT dropped_by AS stage, split_part(reason, ':', 1) AS reason,
                count(*) AS n, min(source || ':' || source_id) AS example
         FROM records WHERE status = 'dropped' GROUP BY 1, 2 ORDER BY 3 DESC, 1, 2""")
+    pending = {r["stage"]: int(r["n"]) for r in _rows(con, """
+        SELECT dropped_by AS stage, count(*) AS n FROM records WHERE status = 'pending' GROUP BY 1""")}
     return {
         "run": str(run_dir),
         "live": live,
         "records": sum(int(r["n"]) for r in totals),
         "status": {r["status"]: int(r["n"]) for r in totals},
+        "pending_at_stage": {stage: pending[stage] for stage in STAGE_ORDER if stage in pending},
         "remaining_after_stage": stage_counts(con, emotions),
         "dropped_by_stage": [{**r, "n": int(r["n"])} for r in dropped],
         "reasons": [{**r, "n": int(r["n"])} for r in reasons],

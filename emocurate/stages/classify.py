@@ -1,6 +1,7 @@
 """Emotion probabilities for images: CLIP zero-shot, a linear probe on CLIP embeddings, or any HF image classifier.
 
-`load_classifier(cfg, emotions).predict(images)` returns an (N, K) probability matrix; thresholds are applied elsewhere.
+`load_classifier(cfg).predict(images)` returns an (N, K) probability matrix over every class the classifier knows
+(`classify.emotions` narrows it); thresholds and the dataset's emotion subset are applied elsewhere (run/decide.py).
 Probe training lives in `probe.py` (re-exported here as `train_probe`, `load_labelled_dataset`).
 """
 
@@ -61,6 +62,11 @@ class ClassifyConfig:
     device: str = "auto"
     prompts: dict[str, list[str]] | None = None
     """Zero-shot prompts per emotion (default: DEFAULT_PROMPTS); each emotion classified needs at least one."""
+    emotions: list[str] | None = None
+    """The classes the classifier scores; None (default): all of the model's own classes (the probe's or hf model's
+    labels, the zero-shot prompts' emotions). The softmax, the argmax and `min_confidence` act on these, as the paper
+    filters EmoArt with a classifier of EmoSet's eight emotions; the recipe's top-level `emotions` then keeps a subset
+    (others are dropped as `emotion_not_kept`). A narrower list renormalises the softmax over it (not the paper's)."""
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -78,6 +84,10 @@ class ClassifyConfig:
         check_device(self.device, "classify.device")
         if self.prompts is not None:
             _check_prompts(self.prompts)
+        if self.emotions is not None:
+            if not self.emotions:
+                raise ValueError("classify.emotions is empty: list the classes to score, or leave it unset for all of them")
+            self.emotions = list(check_emotions(self.emotions))
 
 
 def _check_prompts(prompts: dict) -> None:
@@ -101,10 +111,14 @@ class Classifier(Protocol):
         """(N, len(emotions)) float32 probabilities, each row summing to 1."""
 
 
-def load_classifier(cfg: ClassifyConfig, emotions: Sequence[str] = EMOTIONS) -> Classifier:
-    """Build the classifier named by `cfg.backend`; columns follow the order of `emotions`."""
-    check_emotions(emotions)
-    emotions = tuple(emotions)
+def load_classifier(cfg: ClassifyConfig, emotions: Sequence[str] | None = None) -> Classifier:
+    """Build the classifier named by `cfg.backend`; columns follow the order of `emotions`.
+
+    emotions None: `cfg.emotions`, and when that is None too, every class the model has (`classifier.emotions`)."""
+    emotions = emotions if emotions is not None else cfg.emotions
+    if emotions is not None:
+        check_emotions(emotions)
+        emotions = tuple(emotions)
     if cfg.backend == "clip-zeroshot":
         return ZeroShotClassifier(cfg, emotions)
     if cfg.backend == "clip-probe":
@@ -123,10 +137,11 @@ class ZeroShotClassifier:
 
     backend = "clip-zeroshot"
 
-    def __init__(self, cfg: ClassifyConfig, emotions: tuple[str, ...]):
+    def __init__(self, cfg: ClassifyConfig, emotions: tuple[str, ...] | None):
         from emocurate.stages.clip_embed import HFClipEncoder
 
         prompts = cfg.prompts if cfg.prompts is not None else DEFAULT_PROMPTS
+        emotions = emotions if emotions is not None else tuple(e for e in EMOTIONS if e in prompts)
         missing = [e for e in emotions if e not in prompts]
         if missing:
             raise ValueError(f"classify.prompts has no prompts for {missing}; add a list of prompts for each emotion classified")
@@ -150,11 +165,12 @@ class ProbeClassifier:
 
     backend = "clip-probe"
 
-    def __init__(self, cfg: ClassifyConfig, emotions: tuple[str, ...]):
+    def __init__(self, cfg: ClassifyConfig, emotions: tuple[str, ...] | None):
         from emocurate.stages.clip_embed import HFClipEncoder
         from emocurate.stages.probe import load_probe
 
         probe = load_probe(cfg.probe)
+        emotions = emotions if emotions is not None else tuple(probe.emotions)
         missing = [e for e in emotions if e not in probe.emotions]
         if missing:
             raise ValueError(f"probe {cfg.probe} was trained on {list(probe.emotions)}; it cannot score {missing}")
@@ -180,7 +196,7 @@ class HFClassifier:
 
     backend = "hf"
 
-    def __init__(self, cfg: ClassifyConfig, emotions: tuple[str, ...]):
+    def __init__(self, cfg: ClassifyConfig, emotions: tuple[str, ...] | None):
         import torch
         from transformers import AutoImageProcessor, AutoModelForImageClassification
 
@@ -197,6 +213,7 @@ class HFClassifier:
                 f"The hf backend needs a model whose labels are among {', '.join(EMOTIONS)}"
             )
         index = {n: i for i, n in names.items()}
+        emotions = emotions if emotions is not None else tuple(e for e in EMOTIONS if e in index)
         missing = [e for e in emotions if e not in index]
         if missing:
             raise ValueError(f"classify.model={cfg.model} has no label for {missing}; its labels: {sorted(labels.values())}")

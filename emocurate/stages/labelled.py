@@ -30,10 +30,16 @@ def labelled_dataset(dataset: str, split: Optional[str] = "train"):
 
     spec = dataset if dataset.startswith("folder:") or split is None or dataset.count(":") > 1 else f"{dataset}:{split}"
     features = Features({"image": Image(), "emotion": ClassLabel(names=list(EMOTIONS)), "source_id": Value("string")})
+    from datasets.exceptions import DatasetGenerationError
+
     try:
         ds = Dataset.from_generator(_rows, gen_kwargs={"spec": spec}, features=features)
     except ValueError:  # `datasets` refuses an empty generator with a message about splits
         ds = None
+    except DatasetGenerationError as err:  # it wraps the source's own error (e.g. a missing EmoSet folder): raise that one
+        if isinstance(err.__cause__, (OSError, ValueError)):
+            raise err.__cause__ from None
+        raise
     if ds is None or len(ds) == 0:
         raise ValueError(f"{dataset} has no labelled, decodable images (labels come from emotion-named dirs or EmoSet)")
     return ds

@@ -21,6 +21,8 @@ def n_ingest_shards(run_dir: Path) -> Optional[int]:
     return json.loads(path.read_text())["shards"] if path.exists() else None
 
 
-def classifier_emotions(run_dir: Path) -> list[str]:
-    """The emotions the run's classifier scores (fixed by its first build)."""
+def classifier_emotions(run_dir: Path) -> Optional[list[str]]:
+    """The emotions the run's classifier scores, fixed by its first build; None: all of the model's classes.
+
+    Folders built before classifiers scored all their classes hold the recipe's emotions here: they resume with those."""
     return json.loads((Path(run_dir) / MANIFEST).read_text())["classifier_emotions"]

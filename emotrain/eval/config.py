@@ -140,6 +140,36 @@ class ReportConfig:
 
 
 @dataclass
+class IntervalConfig:
+    """Bootstrap error bars (emotrain.eval.intervals): every model is resampled with the same indices (same seed)."""
+
+    resamples: int = 1000
+    """Bootstrap resamples for LPIPS, Emo-A, Sem-C, Sem-D (cheap: means of stored per-item values)."""
+    fid_resamples: int = 100
+    """Resamples for FID (each one a covariance and an eigendecomposition: ~1 s at 2048-d)."""
+    level: float = 0.95
+
+    def __post_init__(self):
+        _positive(self.resamples, "intervals.resamples")
+        _positive(self.fid_resamples, "intervals.fid_resamples")
+        if not 0 < self.level < 1:
+            raise ValueError(f"intervals.level must be in (0, 1); got {self.level}")
+
+
+@dataclass
+class EmoGenConfig:
+    """EmoGen's published metric code, reported beside ours and labelled, to compare with published numbers."""
+
+    enabled: bool = True
+    """Also compute LPIPS on [0, 1] inputs without normalisation and LPIPS / Sem-D from few random pairs."""
+    pairs: int = 10
+    """Random pairs per emotion in EmoGen's diversity code."""
+
+    def __post_init__(self):
+        _positive(self.pairs, "emogen.pairs")
+
+
+@dataclass
 class EvalConfig:
     metrics: list[str] = field(default_factory=lambda: list(METRICS))
     seed: int = 0
@@ -155,6 +185,8 @@ class EvalConfig:
     emo_a: EmoAConfig = field(default_factory=EmoAConfig)
     clip_score: ClipScoreConfig = field(default_factory=ClipScoreConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    intervals: IntervalConfig = field(default_factory=IntervalConfig)
+    emogen: EmoGenConfig = field(default_factory=EmoGenConfig)
 
     def __post_init__(self):
         unknown = [m for m in self.metrics if m not in METRICS]

@@ -42,6 +42,10 @@ def find_images(name: str, folder: str | Path) -> ModelImages:
     if not folder.is_dir():
         raise FileNotFoundError(f"--images {name}={folder}: not a folder")
     subfolders = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if not subfolders or [p.name for p in subfolders] == ["grids"]:
+        raise ValueError(f"{folder}: no emotion subfolders (one emotion's `emotrain generate --out` folder?): give the "
+                         f"folder above it, or generate with `emotrain generate --emotion all --out DIR`, which writes "
+                         f"DIR/<emotion>/")
     unknown = sorted(p.name for p in subfolders if p.name not in EMOTIONS)
     if unknown:
         raise ValueError(f"{folder}: subfolders {unknown} are not emotion names; expected one folder per emotion "

@@ -49,22 +49,59 @@ def _present(results: dict, columns: list, where: str = "overall", emotion: str 
     return [c for c in columns if any(value(m, c[0]) is not None for m in results["models"].values())]
 
 
-def _row(name: str, values: dict, columns: list) -> str:
-    cells = [fmt.format(values[key]) if values.get(key) is not None else "–" for key, _, fmt in columns]
-    return f"| {name} | " + " | ".join(cells) + " |"
+def _cell(key: str, fmt: str, values: dict, intervals: dict) -> str:
+    if values.get(key) is None:
+        return "–"
+    if key in intervals:
+        low, high = intervals[key]
+        return f"{fmt.format(values[key])} [{fmt.format(low)}, {fmt.format(high)}]"
+    return fmt.format(values[key])
 
 
-def _table(rows: list[tuple[str, dict]], columns: list) -> list[str]:
+def _row(name: str, values: dict, columns: list, intervals: dict | None = None) -> str:
+    return f"| {name} | " + " | ".join(_cell(key, fmt, values, intervals or {}) for key, _, fmt in columns) + " |"
+
+
+def md_table(rows: list[tuple], columns: list) -> list[str]:
+    """`rows`: (name, values) or (name, values, intervals {key: [low, high]})."""
     lines = ["| Method | " + " | ".join(title for _, title, _ in columns) + " |",
              "|---|" + "---:|" * len(columns)]
-    return lines + [_row(name, values, columns) for name, values in rows]
+    return lines + [_row(*row, columns) if len(row) == 2 else _row(row[0], row[1], columns, row[2]) for row in rows]
+
+
+EMOGEN_COLUMNS = [("lpips", "LPIPS↑ (ours)", "{:.3f}"), ("lpips_emogen", "LPIPS↑ (EmoGen protocol)", "{:.3f}"),
+                  ("sem_d", "Sem-D↑ (ours)", "{:.4f}"), ("sem_d_emogen", "Sem-D↑ (EmoGen protocol)", "{:.4f}")]
+
+
+def overall_sections(models: dict, level: float = 0.95) -> list[str]:
+    """The bootstrap note, the pairwise differences in words and the EmoGen-protocol table (shared with reproduce)."""
+    from emotrain.eval.compare import render_differences
+
+    lines = [f"Brackets: {level:.0%} bootstrap intervals (images resampled for FID, Emo-A and Sem-C, pairs for LPIPS and "
+             "Sem-D, within each emotion; the real images are held fixed; every model is resampled with the same "
+             "indices, so rows made with the same per-image seeds are compared image by image).", ""]
+    differences = render_differences(models, MAIN_COLUMNS, level)
+    if differences:
+        lines += ["## Which differences are significant", "",
+                  f"A difference is significant when its {level:.0%} bootstrap interval excludes zero.", "", *differences]
+    if any(m["overall"].get("lpips_emogen") is not None or m["overall"].get("sem_d_emogen") is not None
+           for m in models.values()):
+        columns = [c for c in EMOGEN_COLUMNS if any(m["overall"].get(c[0]) is not None for m in models.values())]
+        lines += ["## EmoGen's metric protocol, beside ours", "",
+                  "EmoGen's published code (which the paper says it follows) feeds LPIPS [0, 1] images without "
+                  "normalisation (LPIPS expects [-1, 1]) and draws only a few random pairs per emotion; its columns "
+                  "here copy that, so numbers can be compared with published ones. Our columns are the metric as "
+                  "defined. (EmoGen's Sem-D script also mixes earlier emotions into later ones' pairs: a bug we do "
+                  "not copy.)", "",
+                  *md_table([(n, m["overall"], m.get("intervals", {})) for n, m in models.items()], columns), ""]
+    return lines
 
 
 def render_markdown(results: dict, grids: dict, chart: Path, cfg: ReportConfig) -> str:
     settings = results["settings"]
     models = results["models"]
     main = _present(results, MAIN_COLUMNS) + _present(results, EXTRA_COLUMNS)
-    rows = [(name, m["overall"]) for name, m in models.items()]
+    rows = [(name, m["overall"], m.get("intervals", {})) for name, m in models.items()]
     if cfg.paper_reference:
         rows += [(f"*{name} (reported in the paper)*", values) for name, values in PAPER_TABLE1.items()]
     counts = ", ".join(f"{name}: {sum(m['images'].values())} images" for name, m in models.items())
@@ -74,19 +111,33 @@ def render_markdown(results: dict, grids: dict, chart: Path, cfg: ReportConfig) 
         f"Every number and setting is in `results.json`.", "",
         f"Emotions: {', '.join(settings['emotions'])}. {counts}.", "",
         "## Overall (the layout of the paper's Table 1)", "",
-        *_table(rows, main), "",
+        *md_table(rows, main), "",
     ]
     if cfg.paper_reference:
         lines += ["Rows in *italics* are the numbers **reported in the paper** (Table 1: EmoSet, 1,000 images per emotion, "
                   "their backbones); they were not measured here. The extra columns are ours.", ""]
-    lines += ["## How each number was computed", "", *_method_notes(settings), ""]
+    lines += overall_sections(models, settings["config"].get("intervals", {}).get("level", 0.95))
+    lines += ["## How each number was computed", "", *_sampler_notes(settings), *_method_notes(settings), ""]
     lines += ["## Per emotion", ""]
     for emotion in settings["emotions"]:
         columns = _present(results, MAIN_COLUMNS + PER_EMOTION_EXTRAS, "per_emotion", emotion)
         per = [(name, m["per_emotion"][emotion]) for name, m in models.items() if emotion in m["per_emotion"]]
-        lines += [f"### {emotion}", "", *_table(per, columns), "", f"![{emotion} samples]({grids[emotion].name})", ""]
+        lines += [f"### {emotion}", "", *md_table(per, columns), "", f"![{emotion} samples]({grids[emotion].name})", ""]
     lines += ["## Models compared per metric", "", f"![metrics]({chart.name})", ""]
     return "\n".join(lines)
+
+
+def _sampler_notes(settings: dict) -> list[str]:
+    """How the rows generated here were sampled (one sampler for all of them); nothing for --images folders."""
+    generation = settings.get("generation") or {}
+    notes = []
+    for name, entry in generation.items():
+        sampler = entry.get("sampler") if isinstance(entry, dict) else None
+        if sampler:
+            notes.append(f"- **Sampling, {name}**: `{sampler['scheduler']}` ({sampler['diffusers_class']}), "
+                         f"{sampler['steps']} steps, guidance {sampler['guidance']:g}; adapters on the unconditional "
+                         f"half: {sampler['adapters_on_unconditional']}.")
+    return notes
 
 
 def _method_notes(settings: dict) -> list[str]:

@@ -38,6 +38,21 @@ class Run:
     def pair_seed(self, emotion: str) -> int:
         return self.cfg.seed + EMOTIONS.index(emotion)
 
+    def bootstrap(self, models: dict, key: str, values: dict[str, dict[str, np.ndarray]], aggregate: str) -> None:
+        """95% interval + replicates of `key` per model from its per-item values per emotion (same seed for every
+        model: models generated with the same per-image seeds are compared image by image)."""
+        from emotrain.eval.intervals import interval, replicates
+
+        cfg = self.cfg.intervals
+        for name, per_emotion in values.items():
+            reps = replicates(per_emotion, cfg.resamples, self.cfg.seed, aggregate)
+            _store_interval(models[name], key, reps, interval(reps, cfg.level))
+
+
+def _store_interval(entry: dict, key: str, reps: np.ndarray, bounds: tuple[float, float]) -> None:
+    entry.setdefault("intervals", {})[key] = list(bounds)
+    entry.setdefault("bootstrap", {})[key] = [float(r) for r in reps]
+
 
 def _mean_over_emotions(models: dict, key: str) -> None:
     for entry in models.values():
@@ -77,13 +92,18 @@ def run_fid(run: Run, models: dict) -> dict:
     for e in todo:
         real[e] = fid.stats_of(fid.features(run.real.images(e), extractor, cfg.batch_size, advance))
         cache.put(keys[e], real[e])
+    from emotrain.eval.intervals import fid_replicates, interval
+
     for s in run.sets:
-        gen = {e: fid.stats_of(fid.features(paths, extractor, cfg.batch_size, advance)) for e, paths in s.images.items()}
+        feats = {e: fid.features(paths, extractor, cfg.batch_size, advance) for e, paths in s.images.items()}
+        gen = {e: fid.stats_of(f) for e, f in feats.items()}
         entry = models[s.name]
         for e, stats in gen.items():
             entry["per_emotion"][e]["fid"] = fid.frechet_distance(stats, real[e])
         entry["overall"]["fid"] = fid.frechet_distance(fid.pool(list(gen.values())), fid.pool([real[e] for e in gen]))
         entry["overall"]["fid_mean_per_emotion"] = float(np.mean([entry["per_emotion"][e]["fid"] for e in gen]))
+        reps = fid_replicates(feats, real, run.cfg.intervals.fid_resamples, run.cfg.seed, run.device)
+        _store_interval(entry, "fid", reps, interval(reps, run.cfg.intervals.level))
     return {"library": "clean-fid 'clean' preprocessing (PIL bicubic float resize to 299) and Inception interface; "
                        "Frechet distance by symmetric eigendecomposition (equal to clean-fid's frechet_distance)",
             "mode": "clean",
@@ -98,15 +118,31 @@ def run_lpips(run: Run, models: dict) -> dict:
 
     cfg = run.cfg.lpips
     model = load_lpips(cfg.alexnet, run.device)
+    emogen = run.cfg.emogen
     plans = [(s, e, sample_pairs(len(p), cfg.pairs, run.pair_seed(e))) for s in run.sets for e, p in s.images.items()]
-    advance = run.bar("LPIPS", sum(len(pairs) for _, _, pairs in plans))
+    # EmoGen's protocol: few pairs, [0, 1] inputs (its own pairs, drawn within the emotion; its cross-emotion leak is a bug)
+    few = [(s, e, sample_pairs(len(p), emogen.pairs, run.pair_seed(e))) for s in run.sets for e, p in s.images.items()]
+    advance = run.bar("LPIPS", sum(len(pairs) for _, _, pairs in plans + (few if emogen.enabled else [])))
+    values: dict = {s.name: {} for s in run.sets}
     for s, e, pairs in plans:
         d = lpips_distances(s.images[e], pairs, model, cfg.image_size, cfg.batch_size, advance)
         models[s.name]["per_emotion"][e].update(lpips=float(d.mean()), lpips_std=float(d.std()), lpips_pairs=len(pairs))
+        values[s.name][e] = d
     _mean_over_emotions(models, "lpips")
+    run.bootstrap(models, "lpips", values, "mean_of_emotions")
+    if emogen.enabled:
+        values = {s.name: {} for s in run.sets}
+        for s, e, pairs in few:
+            d = lpips_distances(s.images[e], pairs, model, cfg.image_size, cfg.batch_size, advance, zero_one=True)
+            models[s.name]["per_emotion"][e]["lpips_emogen"] = float(d.mean())
+            values[s.name][e] = d
+        _mean_over_emotions(models, "lpips_emogen")
+        run.bootstrap(models, "lpips_emogen", values, "mean_of_emotions")
     from emotrain.eval.metrics.fid import file_sha256
 
     return {"net": "alex", "lpips_version": "0.1", "input_range": "[-1, 1]", "alexnet": cfg.alexnet,
+            "lpips_emogen": (f"EmoGen's protocol: inputs in [0, 1] without normalize=True, {emogen.pairs} random pairs "
+                             "per emotion") if emogen.enabled else None,
             "alexnet_sha256": file_sha256(Path(cfg.alexnet)), "alexnet_reference_url": ALEXNET_URL,
             "image_size": cfg.image_size or "native", "pairs_requested": cfg.pairs,
             "pair_seeds": {e: run.pair_seed(e) for e in EMOTIONS}}
@@ -132,17 +168,25 @@ def _clip_info(clip) -> dict:
 
 def run_sem_d(run: Run, models: dict) -> dict:
     from emotrain.eval.metrics.pairs import sample_pairs
-    from emotrain.eval.metrics.semantic_diversity import semantic_diversity
+    from emotrain.eval.metrics.semantic_diversity import pair_distances
 
     clip, emb = _clip_embeddings(run)
+    emogen = run.cfg.emogen
+    values: dict = {k: {s.name: {} for s in run.sets} for k in ("sem_d", "sem_d_cos", "sem_d_emogen")}
     for s in run.sets:
         for e, paths in s.images.items():
             pairs = sample_pairs(len(paths), run.cfg.sem_d.pairs, run.pair_seed(e))  # within emotion e only
-            out = semantic_diversity(emb[(s.name, e)], pairs)
-            models[s.name]["per_emotion"][e].update(sem_d=out["mse"], sem_d_cos=out["one_minus_cos"],
-                                                    sem_d_pairs=len(pairs))
-    _mean_over_emotions(models, "sem_d")
-    _mean_over_emotions(models, "sem_d_cos")
+            out = pair_distances(emb[(s.name, e)], pairs)
+            models[s.name]["per_emotion"][e].update(sem_d=float(out["mse"].mean()),
+                                                    sem_d_cos=float(out["one_minus_cos"].mean()), sem_d_pairs=len(pairs))
+            values["sem_d"][s.name][e], values["sem_d_cos"][s.name][e] = out["mse"], out["one_minus_cos"]
+            if emogen.enabled:
+                few = pair_distances(emb[(s.name, e)], sample_pairs(len(paths), emogen.pairs, run.pair_seed(e)))["mse"]
+                models[s.name]["per_emotion"][e]["sem_d_emogen"] = float(few.mean())
+                values["sem_d_emogen"][s.name][e] = few
+    for key in ("sem_d", "sem_d_cos") + (("sem_d_emogen",) if emogen.enabled else ()):
+        _mean_over_emotions(models, key)
+        run.bootstrap(models, key, values[key], "mean_of_emotions")
     return {**_clip_info(clip), "sem_d": "mean per-dimension squared difference over pairs (the paper's numbers)",
             "sem_d_cos": "mean 1 - cosine over the same pairs", "pairs_requested": run.cfg.sem_d.pairs,
             "pair_seeds": {e: run.pair_seed(e) for e in EMOTIONS}}
@@ -175,14 +219,17 @@ def run_sem_c(run: Run, models: dict) -> dict:
     places = load_places365(cfg.places365, cfg.places_arch, run.device, cfg.image_size)
     imagenet = load_imagenet(cfg.imagenet, cfg.imagenet_revision, run.device, cfg.image_size)
     advance = run.bar("Sem-C", 2 * sum(len(p) for s in run.sets for p in s.images.values()))
+    values: dict = {s.name: {} for s in run.sets}
     for s in run.sets:
         for e, paths in s.images.items():
             p = top_softmax(paths, places, cfg.batch_size, advance)
             i = top_softmax(paths, imagenet, cfg.batch_size, advance)
             models[s.name]["per_emotion"][e].update(sem_c=semantic_clarity(p, i), sem_c_places=float(p.mean()),
                                                     sem_c_imagenet=float(i.mean()))
+            values[s.name][e] = np.maximum(p, i)  # (N,): each image's Sem-C
     for key in ("sem_c", "sem_c_places", "sem_c_imagenet"):
         _mean_over_images(models, run.sets, key)
+    run.bootstrap(models, "sem_c", values, "pooled")
     return {"places365": places.name, "places365_sha256": file_sha256(Path(cfg.places365)), "imagenet": imagenet.name,
             "imagenet_revision": cfg.imagenet_revision,
             "imagenet_commit": imagenet.commit,
@@ -217,14 +264,17 @@ def run_emo_a(run: Run, models: dict) -> dict:
     emotions = classifier_emotions(cfg)
     classifier = load_classifier(classify_cfg, emotions)
     advance = run.bar("Emo-A", sum(len(p) for s in run.sets for p in s.images.values()))
+    values: dict = {s.name: {} for s in run.sets}
     for s in run.sets:
         for e, paths in s.images.items():
             probs = emotion_probs(paths, classifier, cfg.batch_size, advance)
             out = emotion_accuracy(probs, classifier.emotions, e)
+            values[s.name][e] = (probs.argmax(axis=1) == list(classifier.emotions).index(e)).astype(np.float64)
             models[s.name]["per_emotion"][e].update(emo_a=out["accuracy"], emo_a_polarity=out["polarity_accuracy"],
                                                     emo_a_target_prob=out["target_prob"])
     for key in ("emo_a", "emo_a_polarity", "emo_a_target_prob"):
         _mean_over_images(models, run.sets, key)
+    run.bootstrap(models, "emo_a", values, "pooled")
     return {"backend": cfg.backend, "model": classifier.model_id, "revision": classifier.revision, "probe": cfg.probe,
             "classes": list(classifier.emotions),
             "emo_a": f"{len(classifier.emotions)}-way accuracy (argmax)",

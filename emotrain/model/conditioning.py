@@ -5,8 +5,8 @@ Design choice (Visual-perception Encoder): Eq. 1 with a single pooled image vect
 key is identically 1, so e_i would not matter). We use as keys/values the CLIP image encoder's full token sequence
 (CLS + patch tokens of the last layer, through the encoder's post-layernorm: 257 x 1024 for ViT-L/14 at 224 px), so the
 query e_i W_q chooses among many keys, and we add a residual path e_i^v = e_i + Attn(e_i, v_i): the emotion descriptor
-always reaches the text encoder even when the attention output is small. The emotion clusters store per-token statistics
-of exactly these tokens. It does not run the UNet or HiLoRA.
+always reaches the text encoder even when the attention output is small. Both are our choices (the paper's Eq. 1 has
+neither). The emotion clusters model exactly these token sets. It does not run the UNet or HiLoRA.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def _small_init(linear: nn.Linear) -> nn.Linear:
 class NeuroSymbolicMapper(ModelMixin, ConfigMixin):
     """Emotion weights (B, E) (one-hot for one emotion, a convex mix for fusion) -> emotion descriptor e_i (B, D).
 
-    mode "onehot": Linear -> GELU -> Linear (the paper's default); "learnable": a trainable vector per emotion;
+    mode "onehot": Linear -> GELU -> Linear (the paper's default input; the paper says "fully connected layers with
+    non-linear activations": two layers and GELU are ours); "learnable": a trainable vector per emotion;
     "text": the frozen input embedding of the emotion word (filled by `set_word_embeddings`). All three read the same
     (B, E) weights, so fusion works with any of them.
     """

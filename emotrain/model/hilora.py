@@ -17,32 +17,43 @@ from torch.nn import functional as F
 from emocurate.core.emotions import POLARITIES, check_emotions, polarity_of
 
 DEFAULT_TARGETS: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
-"""The attention projections of every transformer block, as in the paper."""
+"""The attention projections (attn1 and attn2) of every transformer block. Our choice: the paper puts HiLoRA in the
+U-Net without naming the layers; these are the layers diffusers' LoRA examples adapt."""
 
 
 @dataclass(frozen=True)
 class Routing:
     """Which adapters act for each sample of a batch, with what weight (computed once per `set_routing`).
 
-    Indices point into a layer's stacked adapter table (`HiLoRALinear.adapters`). Only the non-zero entries of each
-    row are kept: K adapters per sample (2 for one-hot rows: emotion + polarity), padded with weight 0 where a row has
-    fewer. With `shared`, all rows are equal and row 0 serves the whole batch; with `unit`, every weight is 1.
+    `used` lists the routed adapters (positions in `HiLoRALinear.adapters`, each with a non-zero weight somewhere in
+    the batch); `index` points into `used`. Only the non-zero entries of each row are kept: K adapters per sample
+    (2 for one-hot rows: emotion + polarity), padded with weight 0 (pointing at a used adapter) where a row has fewer.
+    With `shared`, all rows are equal and row 0 serves the whole batch; with `unit`, every weight is 1.
     """
 
     batch: int
-    index: torch.Tensor  # (B, K) long
+    used: tuple[int, ...]
+    index: torch.Tensor  # (B, K) long, into `used`
     weight: torch.Tensor  # (B, K)
     shared: bool
     unit: bool
 
 
 class HiLoRALinear(nn.Linear):
-    """A frozen `nn.Linear` plus stacked emotion and polarity LoRAs: y = W x + b + s * sum_k w_k B_k A_k x.
+    """A frozen `nn.Linear` plus emotion and polarity LoRAs: y = W x + b + s * sum_k w_k B_k A_k x.
 
     It keeps the base layer's own `weight` and `bias` parameters (so the UNet's state-dict keys do not change).
-    All adapters of the layer sit in one table, named by `adapters` ("emotion.awe", ..., "polarity.negative"):
-    lora_A (n, r, in) as peft's `lora_A.weight` per adapter, lora_B (n, r, out), the transpose of peft's
-    `lora_B.weight`, so a per-sample gather reshapes to (B, K*r, ...) without a copy.
+    Adapters are named by `adapters` ("emotion.awe", ..., "polarity.negative"); adapter i owns two parameters of its
+    own, lora_A[i] (r, in) as peft's `lora_A.weight` and lora_B[i] (r, out), the transpose of peft's `lora_B.weight`.
+
+    Why one parameter per adapter (paper: "only the LoRAs corresponding to the input image's emotion label and its
+    associated polarity [are] activated during updates"): a forward stacks only the adapters routed in that batch, so
+    an adapter that was not routed gets no gradient at all (`.grad is None`), and every torch optimizer skips such a
+    parameter: AdamW applies neither its momentum nor its weight decay, and its per-parameter step count (bias
+    correction) does not advance. A non-routed adapter is therefore bit-identical before and after the step, for any
+    optimizer, under mixed precision and DDP (a parameter no rank used keeps `.grad is None`). One stacked
+    parameter per layer would instead let AdamW move rows whose gradient is zero. The stack of the routed adapters
+    (<= 10 small tensors per layer) keeps the batched per-sample routing: two batched matmuls per layer.
     """
 
     def __init__(self, base: nn.Linear, emotions: Sequence[str], rank: int, alpha: float,
@@ -59,15 +70,17 @@ class HiLoRALinear(nn.Linear):
         self.alpha = alpha
         self.scale = alpha / rank
         n, device = len(self.adapters), self.weight.device
-        self.lora_A = nn.Parameter(torch.empty(n, rank, self.in_features, device=device, dtype=torch.float32))
-        self.lora_B = nn.Parameter(torch.zeros(n, rank, self.out_features, device=device, dtype=torch.float32))
+        self.lora_A = nn.ParameterList(
+            [nn.Parameter(torch.empty(rank, self.in_features, device=device, dtype=torch.float32)) for _ in range(n)])
+        self.lora_B = nn.ParameterList(
+            [nn.Parameter(torch.zeros(rank, self.out_features, device=device, dtype=torch.float32)) for _ in range(n)])
         with torch.no_grad():
-            for i in range(n):  # per adapter, exactly as peft initialises one lora_A (fan_in = in)
-                nn.init.kaiming_uniform_(self.lora_A[i], a=math.sqrt(5))
+            for a in self.lora_A:  # exactly as peft initialises one lora_A (fan_in = in)
+                nn.init.kaiming_uniform_(a, a=math.sqrt(5))
         self.routing: Routing | None = None
 
     def adapter(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A (r, in), B (r, out)) of one adapter, e.g. `adapter("emotion.awe")`; views into the stacked table."""
+        """(A (r, in), B (r, out)) of one adapter, e.g. `adapter("emotion.awe")`: its own parameters."""
         if name not in self.adapters:
             raise KeyError(f"no adapter {name!r}; this layer has {list(self.adapters)}")
         i = self.adapters.index(name)
@@ -92,13 +105,16 @@ class HiLoRALinear(nn.Linear):
             raise ValueError(
                 f"HiLoRA routing was set for a batch of {routing.batch} but this layer received a batch of {batch}; pass "
                 f"routing weights for the full batch (for classifier-free guidance repeat them: torch.cat([w, w]))")
-        if routing.index.shape[1] == 0:
+        if not routing.used:
             return out
+        # Only the routed adapters enter the graph: the others get no gradient (see the class docstring).
+        a_used = torch.stack([self.lora_A[i] for i in routing.used])  # (U, r, in)
+        b_used = torch.stack([self.lora_B[i] for i in routing.used])  # (U, r, out)
         index, weight = (routing.index[:1], routing.weight[:1]) if routing.shared else (routing.index, routing.weight)
         n, k = index.shape
-        flat = index.reshape(-1).to(self.lora_A.device)  # a no-op unless the UNet moved after set_routing
-        a = self.lora_A.index_select(0, flat).reshape(n, k * self.rank, self.in_features)  # (n, K*r, in)
-        b = self.lora_B.index_select(0, flat).reshape(n, k * self.rank, self.out_features)  # (n, K*r, out)
+        flat = index.reshape(-1).to(a_used.device)  # a no-op unless the UNet moved after set_routing
+        a = a_used.index_select(0, flat).reshape(n, k * self.rank, self.in_features)  # (n, K*r, in)
+        b = b_used.index_select(0, flat).reshape(n, k * self.rank, self.out_features)  # (n, K*r, out)
         if not (routing.unit and self.scale == 1.0):
             b = b * (weight.to(b) * self.scale).repeat_interleave(self.rank, dim=1)[:, :, None]
         h = x if torch.is_autocast_enabled(x.device.type) else x.to(a.dtype)
@@ -200,9 +216,16 @@ def make_routing(layer: HiLoRALinear, emotion_weights: torch.Tensor | None,
         columns.append(w[:, names.index(label)] if w is not None else torch.zeros(batch))
     table = torch.stack(columns, dim=1)  # (B, n)
     k = int((table != 0).sum(dim=1).max())
-    index = table.abs().topk(k, dim=1).indices  # (B, K)
+    index = table.abs().topk(k, dim=1).indices  # (B, K), into the layer's adapters
     weight = table.gather(1, index)  # (B, K)
-    return Routing(batch, index, weight, shared=bool((table == table[:1]).all()), unit=bool((weight == 1).all()))
+    used = tuple(int(i) for i in torch.nonzero(table.abs().sum(0)).flatten())  # adapters with a non-zero weight
+    if used:  # padding (weight 0) points at a used adapter: an unrouted one must not enter the graph
+        index = torch.where(weight != 0, index, used[0])
+        position = torch.full((table.shape[1],), -1, dtype=torch.long)
+        position[list(used)] = torch.arange(len(used))
+        index = position[index]  # (B, K), into `used`
+    shared = bool((table == table[:1]).all())
+    return Routing(batch, used, index, weight, shared=shared, unit=bool((weight == 1).all()))
 
 
 def _check_weights(w: torch.Tensor, width: int, what: str, names: str) -> torch.Tensor:
@@ -228,7 +251,7 @@ def set_routing(unet: nn.Module, emotion_weights: torch.Tensor | None,
     first = _first_layer(unet)
     routing = make_routing(first, emotion_weights, polarity_weights)
     if routing is not None:  # moved once here, not in every layer's forward
-        device = first.lora_A.device
+        device = first.weight.device
         routing = replace(routing, index=routing.index.to(device), weight=routing.weight.to(device))
     for _, layer in hilora_layers(unet):
         layer.routing = routing
@@ -264,8 +287,8 @@ def one_hot_weights(unet: nn.Module, labels: Sequence[str] | torch.Tensor) -> to
 
 
 def hilora_parameters(unet: nn.Module) -> list[nn.Parameter]:
-    """Every trainable HiLoRA parameter (the stacked lora_A and lora_B of each layer)."""
-    return [p for _, layer in hilora_layers(unet) for p in (layer.lora_A, layer.lora_B)]
+    """Every trainable HiLoRA parameter: lora_A[i] and lora_B[i] of every adapter of every layer."""
+    return [p for _, layer in hilora_layers(unet) for side in (layer.lora_A, layer.lora_B) for p in side]
 
 
 def hilora_state_dict(unet: nn.Module) -> dict[str, torch.Tensor]:

@@ -66,7 +66,11 @@ def test_stock_pipeline_with_export_predicts_our_noise(sd_folder, hilora_unet, t
     paths = export_emotion(hilora_unet, "awe", "<awe>", vector[None], tmp_path, fmt)
     lora_file, ti_file, readme = paths
     assert lora_file.name == ("pytorch_lora_weights.safetensors" if fmt == "diffusers" else "emotion_awe_lora.safetensors")
-    assert "load_lora_weights" in readme.read_text() and "<awe>" in readme.read_text()
+    text = readme.read_text()
+    assert "load_lora_weights" in text and "<awe>" in text
+    # the kohya sentence names the kohya file (the diffusers export says how to get one)
+    assert "`emotion_awe_lora.safetensors`" in text and ("--format kohya" in text) == (fmt == "diffusers")
+    assert "DPMSolverMultistepScheduler" in text and "num_inference_steps=30" in text and 'to("cuda")' not in text
     sample = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(2))
     t = torch.tensor([400])
     their_embeds, theirs = stock_pipeline_prediction(sd_folder, tmp_path, lora_file.name, ti_file, sample, t)

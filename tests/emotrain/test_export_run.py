@@ -1,5 +1,6 @@
 """A trained run exported for one emotion: the stock diffusers pipeline + exported files predicts our model's noise."""
 
+import pytest
 import torch
 
 from emocurate.core.tiny import resolve
@@ -40,3 +41,28 @@ def test_stock_pipeline_matches_our_routed_model(tmp_path, trained_run):
         torch.testing.assert_close(theirs, mine, atol=1e-5, rtol=1e-4)
         # two-vector embedding loads too, as two tokens
         assert len(pipe.tokenizer) == len(pipe2.tokenizer) + 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["diffusers", "kohya"])
+def test_readme_snippet_runs_as_written(tmp_path, trained_run, fmt):
+    """The exported README's Python block, run as is in a fresh interpreter on this CPU-only machine: it loads the
+    base model the run was trained on (a local folder here, never a `tiny:` id), the LoRA and the embedding, sets the
+    run's scheduler, and writes an image."""
+    import json
+    import os
+    import re
+    import subprocess
+    import sys
+
+    readme = export_run(trained_run, "awe", tmp_path / "export", fmt)[2].read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    assert "tiny:" not in code and 'to("cuda")' not in code
+    run = json.loads((trained_run / "config.json").read_text())["recipe"]["run"]
+    assert f"num_inference_steps={run['inference_steps']}, guidance_scale={run['guidance']}" in code
+    assert "pipe.scheduler = DPMSolverMultistepScheduler.from_config" in code  # the run's run.scheduler
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the snippet needs diffusers, not emotrain
+    env["HF_HUB_OFFLINE"] = "1"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "emotion.png").stat().st_size > 0

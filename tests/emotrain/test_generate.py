@@ -58,3 +58,16 @@ def test_small_helpers():
     assert transfer_prompt("a city street") == "a city street, <emotion>"
     assert transfer_prompt("<emotion> over a lake") == "<emotion> over a lake"
     assert file_stem("awe", 3, None) == "awe_s3"
+
+
+def test_scheduler_is_chosen_by_name(tmp_path, trained_run, sampler):
+    kw = dict(steps=2, guidance=3.0, sampler=sampler)
+    assert sampler.scheduler == "dpm-solver++" and type(sampler.pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+    dpm = generate(trained_run, "awe", 1, 0, tmp_path / "dpm", **kw)[0]
+    ddim = generate(trained_run, "awe", 1, 0, tmp_path / "ddim", scheduler="ddim", **kw)[0]
+    assert type(sampler.pipe.scheduler).__name__ == "DDIMScheduler"
+    assert np.abs(_pixels(dpm) - _pixels(ddim)).sum() > 0
+    again = generate(trained_run, "awe", 1, 0, tmp_path / "again", scheduler="dpm-solver++", **kw)[0]
+    assert np.array_equal(_pixels(again), _pixels(dpm))
+    with pytest.raises(ValueError, match="unknown scheduler 'plms'; choose one of dpm-solver\\+\\+, ddim"):
+        generate(trained_run, "awe", 1, 0, tmp_path / "x", scheduler="plms", **kw)

@@ -45,3 +45,14 @@ def test_push_refuses_unfinished_runs_and_missing_tokens(tmp_path, trained_run, 
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
     with pytest.raises(ValueError, match="hf auth login"):
         push_run(trained_run, "user/x")
+
+
+def test_push_to_an_unreachable_hub_is_one_error_line(trained_run, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "EMOCURATE_DEBUG")}
+    env.update(HF_HOME=str(tmp_path / "hf-home"), PYTHONPATH=str(ROOT), HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN=TOKEN,
+               HF_HUB_DISABLE_XET="1")
+    proc = subprocess.run([sys.executable, "-m", "emotrain", "push", str(trained_run), "--repo", "user/x"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: cannot connect"), proc.stderr[-2000:]
+    assert TOKEN not in proc.stdout + proc.stderr

@@ -84,6 +84,9 @@ def test_run_folder_outputs(trained_run):
     for emotion in config["emotions"]:
         assert f"](samples/{emotion}.png)" in card and (trained_run / "samples" / f"{emotion}.png").is_file()
     assert (trained_run / "validation" / "step-00000004.png").is_file()
+    # the card names the sampler its samples used (the one `emotrain generate` uses on this run)
+    assert "Sampler: dpm-solver++ (DPMSolverMultistepScheduler), 2 steps, guidance 7.5" in card
+    assert config["recipe"]["run"]["scheduler"] == "dpm-solver++"
     keys = load_file(str(trained_run / "hilora.safetensors")).keys()
     assert any(k.endswith("emotion.awe.lora_A.weight") for k in keys)
     assert any(k.endswith("polarity.negative.lora_B.weight") for k in keys)
@@ -102,3 +105,45 @@ def test_ablations_train(tmp_path, tiny_dataset, tiny_recipe):
 def test_fresh_run_into_a_used_folder_is_refused(trained_run, tiny_dataset, tiny_recipe):
     with pytest.raises(ValueError, match="already holds a run: continue it with --resume latest"):
         train(tiny_recipe("optim.max_steps=1"), tiny_dataset, trained_run)
+
+
+def test_resume_latest_falls_back_past_a_truncated_checkpoint(tmp_path, tiny_dataset, tiny_recipe, caplog):
+    from emotrain import checkpoint
+
+    recipe = tiny_recipe("optim.max_steps=3")
+    run = train(recipe, tiny_dataset, tmp_path / "run")  # keeps checkpoint-2 and checkpoint-3
+    hilora = run / "checkpoints" / "checkpoint-3" / "hilora.safetensors"
+    hilora.write_bytes(hilora.read_bytes()[:1000])  # a copy gone wrong
+    with caplog.at_level("INFO", logger="emotrain"):
+        train(recipe, tiny_dataset, run, resume="latest")
+    assert "checkpoint-3 is damaged (hilora.safetensors unreadable" in caplog.text
+    assert "checkpoint-2 at step 2" in caplog.text  # resumed from the newest intact one and redid step 3
+    assert checkpoint.damage(run / "checkpoints" / "checkpoint-3") is None
+
+
+def test_never_routed_adapters_stay_bit_identical(tmp_path, make_dataset, tiny_recipe):
+    """Paper: only the LoRAs of the sample's emotion and polarity are updated. On negative-only data the positive
+    polarity LoRA is never routed: after training (AdamW with weight decay) its A and B are bit-identical to their
+    initial values in every layer, while the routed adapters moved."""
+    from accelerate.utils import set_seed
+    from diffusers import UNet2DConditionModel
+
+    from emocurate.core.tiny import resolve
+    from emotrain.model.hilora import add_hilora, hilora_state_dict
+
+    data = make_dataset(tmp_path / "negative", emotions=["anger", "sadness"], counts=[4, 3])
+    recipe = tiny_recipe("optim.max_steps=3", "optim.weight_decay=0.1", "run.checkpoint_every=100")
+    run = train(recipe, data, tmp_path / "run")
+    trained = load_file(str(run / "hilora.safetensors"))
+
+    set_seed(recipe.run.seed)  # train.py seeds right before add_hilora: the same initial adapters
+    unet = UNet2DConditionModel.from_pretrained(resolve(recipe.model.pretrained), subfolder="unet")
+    add_hilora(unet, ["anger", "sadness"], rank=recipe.hilora.rank, alpha=recipe.hilora.alpha,
+               target_modules=tuple(recipe.hilora.target_modules))
+    initial = hilora_state_dict(unet)
+    assert trained.keys() == initial.keys()
+    never = [k for k in initial if ".polarity.positive." in k]
+    assert never and all(torch.equal(trained[k], initial[k]) for k in never)
+    assert any(initial[k].abs().sum() > 0 for k in never if "lora_A" in k)  # A is not trivially zero
+    routed = [k for k in initial if ".polarity.negative." in k or ".emotion." in k]
+    assert all(not torch.equal(trained[k], initial[k]) for k in routed if "lora_B" in k)

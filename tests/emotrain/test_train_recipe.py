@@ -7,10 +7,11 @@ from emotrain.recipe import TrainRecipe, load_recipe
 from tests.helpers.paths import REPO
 
 ROOT = REPO
-RECIPES = sorted((ROOT / "recipes" / "train").glob("*.yaml"))
+RECIPES = sorted(p for p in (ROOT / "recipes" / "train").rglob("*.yaml") if p.parent.name != "baselines")
+ABLATIONS = sorted((ROOT / "recipes" / "train" / "ablations").glob("*.yaml"))
 
 
-@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+@pytest.mark.parametrize("path", RECIPES, ids=[p.relative_to(ROOT / "recipes" / "train").as_posix() for p in RECIPES])
 def test_shipped_recipes_load_and_say_how_to_launch(path):
     recipe = load_recipe(path)
     assert isinstance(recipe, TrainRecipe)
@@ -43,3 +44,41 @@ def test_overrides_validate(override, message):
     else:
         with pytest.raises(ConfigError, match=message):
             load_recipe(None, [override])
+
+
+def test_ablation_recipes_change_one_thing_and_name_their_row():
+    """Each ablation inherits the main recipe (base:) and differs from it only in what its paper row changes."""
+    from emocurate.core.config import to_dict
+
+    main = to_dict(load_recipe(ROOT / "recipes/train/coemogen-emoset.yaml"))
+    expected = {
+        "table1-wo-lsem": {"loss.semantic": False},
+        "table1-wo-emotion-loras": {"hilora.emotion_loras": False},
+        "table1-wo-polarity-loras": {"hilora.polarity_loras": False},
+        "table2b-input-learnable": {"emotion_input": "learnable"},
+        "table2b-input-text": {"emotion_input": "text"},
+        "table2c-lsem-mae": {"loss.semantic_type": "mae"},
+        "table2c-lsem-mse": {"loss.semantic_type": "mse"},
+        "table2c-lsem-kl": {"loss.semantic_type": "kl"},
+        "table2a-captions-plain-one-sentence": {"paper.caption_prompt": "plain-one-sentence"},
+        "table2a-captions-plain-detailed": {"paper.caption_prompt": "plain-detailed"},
+        "table2a-captions-emotion-detailed": {"paper.caption_prompt": "emotion-detailed"},
+    }
+    assert sorted(p.stem for p in ABLATIONS) == sorted(expected)
+    for path in ABLATIONS:
+        assert path.read_text().count("\nbase: ../coemogen-emoset.yaml\n") == 1
+        row = to_dict(load_recipe(path))
+        changed = {f"{k}.{kk}" if isinstance(v, dict) else k: (vv if isinstance(v, dict) else v)
+                   for k, v in row.items() for kk, vv in (v.items() if isinstance(v, dict) else [(None, v)])
+                   if (main[k].get(kk) if isinstance(v, dict) else main[k]) != (vv if isinstance(v, dict) else v)}
+        assert changed.pop("paper.row").startswith("Table ")
+        assert changed == expected[path.stem], path.name
+
+
+def test_caption_ablation_curate_recipes_load():
+    from emocurate.recipe import load_recipe as load_curate
+
+    for path in sorted((ROOT / "recipes" / "curate" / "ablations").glob("*.yaml")):
+        recipe = load_curate(path)
+        assert recipe.caption.prompt in path.stem and recipe.clip_filter.drop_fraction == 0.2
+        assert "emocurate build" in path.read_text().split("\n\n")[0]

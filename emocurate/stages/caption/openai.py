@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import random
+import re
 import time
 
 from emocurate.stages.caption.contract import CaptionConfig, CaptionResult, check_one_emotion_per_image, downscale, finish, prompt_text
@@ -36,7 +37,8 @@ class OpenAICaptioner:
         self.requests_sent = 0  # every HTTP attempt, retries included (for logs and tests)
 
     def __repr__(self) -> str:
-        return f"OpenAICaptioner(model={self.model_id!r}, url={self.url!r}, api_key_env={self.cfg.api_key_env!r})"
+        url = re.sub(r"//[^/@]*@", "//", self.url)  # never show credentials written into base_url
+        return f"OpenAICaptioner(model={self.model_id!r}, url={url!r}, api_key_env={self.cfg.api_key_env!r})"
 
     def prompt_text(self, emotion: str | None) -> str:
         return prompt_text(self.cfg.prompt, emotion)
@@ -79,7 +81,8 @@ class OpenAICaptioner:
                 return CaptionResult(None, _redact(str(err), key), None)
             except Exception as err:  # noqa: BLE001  e.g. an undecodable body: this image's error, not the batch's
                 return CaptionResult(None, _redact(f"{type(err).__name__}: {err}", key), None)
-        return finish(raw, self.cfg.one_sentence)
+        # an endpoint that echoes the key into its answer must not get it stored (caption shards, records, dataset)
+        return finish(_redact(raw, key, "[REDACTED]"), self.cfg.one_sentence)
 
     def _body(self, image, emotion: str | None) -> dict:
         buffer = io.BytesIO()
@@ -172,6 +175,6 @@ def _retry_after(value: str | None) -> float | None:
     return min(MAX_BACKOFF_S, max(0.0, seconds))
 
 
-def _redact(text: str, key: str | None) -> str:
-    """Belt and braces: a server may echo the Authorization header in an error body."""
-    return text.replace(key, "***") if key else text
+def _redact(text: str, key: str | None, mark: str = "***") -> str:
+    """Belt and braces: a server may echo the Authorization header in an error body or an answer."""
+    return text.replace(key, mark) if key else text

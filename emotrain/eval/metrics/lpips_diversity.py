@@ -44,8 +44,9 @@ def load_lpips(alexnet_path: str | Path | None, device: str):
     return model.eval().to(device)
 
 
-def to_lpips_input(images, size: int | None):
-    """RGB PIL images -> (B, 3, H, W) float in [-1, 1]; resized (bicubic) to size x size when `size` is set."""
+def to_lpips_input(images, size: int | None, zero_one: bool = False):
+    """RGB PIL images -> (B, 3, H, W) float in [-1, 1] ([0, 1] with `zero_one`: EmoGen's protocol, for comparison
+    only); resized (bicubic) to size x size when `size` is set."""
     import torch
 
     if size:
@@ -54,12 +55,13 @@ def to_lpips_input(images, size: int | None):
     if len(shapes) > 1:
         raise ValueError(f"LPIPS pairs need equal image sizes; got {sorted(shapes)}: set lpips.image_size to resize")
     arr = np.stack([np.asarray(img, dtype=np.float32) for img in images])  # (B, H, W, 3) in [0, 255]
-    return torch.from_numpy(arr).permute(0, 3, 1, 2) / 127.5 - 1.0
+    tensor = torch.from_numpy(arr).permute(0, 3, 1, 2)
+    return tensor / 255.0 if zero_one else tensor / 127.5 - 1.0
 
 
 def lpips_distances(items: Sequence[ImageItem], pairs: np.ndarray, model, image_size: int | None = None,
-                    batch_size: int = 32, progress: Advance | None = None) -> np.ndarray:
-    """LPIPS distance of each pair (i, j) of `items`: (P,) float64."""
+                    batch_size: int = 32, progress: Advance | None = None, zero_one: bool = False) -> np.ndarray:
+    """LPIPS distance of each pair (i, j) of `items`: (P,) float64 (`zero_one`: see `to_lpips_input`)."""
     import torch
 
     device = next(model.parameters()).device
@@ -71,8 +73,8 @@ def lpips_distances(items: Sequence[ImageItem], pairs: np.ndarray, model, image_
         cache = {k: v for k, v in cache.items() if k in needed}  # keep only images this chunk reuses
         for k in needed - cache.keys():
             cache[k] = open_rgb(items[k])
-        a = to_lpips_input([cache[i] for i in chunk[:, 0]], image_size).to(device)
-        b = to_lpips_input([cache[j] for j in chunk[:, 1]], image_size).to(device)
+        a = to_lpips_input([cache[i] for i in chunk[:, 0]], image_size, zero_one).to(device)
+        b = to_lpips_input([cache[j] for j in chunk[:, 1]], image_size, zero_one).to(device)
         with torch.no_grad():
             out.append(model(a, b).reshape(-1).double().cpu().numpy())  # (B,)
         if progress:

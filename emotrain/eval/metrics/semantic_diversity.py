@@ -9,10 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def semantic_diversity(embeddings: np.ndarray, pairs: np.ndarray) -> dict[str, float]:
-    """`embeddings` (N, D) of one emotion's images, `pairs` (P, 2) indexing them -> {"mse", "one_minus_cos"}."""
+def pair_distances(embeddings: np.ndarray, pairs: np.ndarray) -> dict[str, np.ndarray]:
+    """Per pair: {"mse": (P,) mean per-dimension squared difference, "one_minus_cos": (P,)}."""
     a = embeddings[pairs[:, 0]].astype(np.float64)  # (P, D)
     b = embeddings[pairs[:, 1]].astype(np.float64)  # (P, D)
-    mse = ((a - b) ** 2).mean(axis=1)  # (P,)
     cos = (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-    return {"mse": float(mse.mean()), "one_minus_cos": float((1 - cos).mean())}
+    return {"mse": ((a - b) ** 2).mean(axis=1), "one_minus_cos": 1 - cos}
+
+
+def semantic_diversity(embeddings: np.ndarray, pairs: np.ndarray) -> dict[str, float]:
+    """`embeddings` (N, D) of one emotion's images, `pairs` (P, 2) indexing them -> {"mse", "one_minus_cos"}."""
+    return {k: float(v.mean()) for k, v in pair_distances(embeddings, pairs).items()}

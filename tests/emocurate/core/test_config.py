@@ -51,3 +51,46 @@ def test_bad_values_are_clear_errors(override, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="recipe file not found"):
         load(Outer, tmp_path / "nope.yaml")
+
+
+def test_base_recipe_is_inherited_and_overridden(tmp_path):
+    (tmp_path / "main.yaml").write_text("name: main\nseed: 1\nemotions: [awe, fear]\ninner:\n  backend: b\n  min_confidence: 0.9\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "row.yaml").write_text("base: ../main.yaml\nemotions: [awe]\ninner:\n  min_confidence: 0.2\n")
+    cfg = load(Outer, tmp_path / "sub" / "row.yaml", ["seed=4"])
+    # sections merge key by key (backend kept from the base), lists are replaced whole, overrides win over both
+    assert cfg == Outer(name="main", seed=4, emotions=["awe"], inner=Inner(0.2, "b"))
+
+
+def test_base_errors_name_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("base: b.yaml\n")
+    (tmp_path / "b.yaml").write_text("base: a.yaml\n")
+    with pytest.raises(ConfigError, match="base chain loops"):
+        load(Outer, tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml \\(the base of .*c.yaml\\)"):
+        load(Outer, tmp_path / "c.yaml")
+
+
+def test_scientific_notation_is_a_number_in_overrides_and_files(tmp_path):
+    # YAML 1.1 reads `5e-4` as a string; the README's own `optim.lr=5e-4` must work
+    from emotrain.recipe import TrainRecipe
+
+    cfg = load(Inner, None, ["min_confidence=5e-1"])
+    assert cfg.min_confidence == 0.5
+    recipe = load(TrainRecipe, None, ["optim.lr=5e-4"])
+    assert recipe.optim.lr == 5e-4
+    path = tmp_path / "r.yaml"
+    path.write_text("seed: 2e1\ninner:\n  min_confidence: 7.5E-1\n")
+    assert load(Outer, path) == Outer(seed=20, inner=Inner(0.75))
+    with pytest.raises(ConfigError, match="seed must be int; got 2.5"):
+        load(Outer, None, ["seed=2.5"])
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("name: demo\ninner:\n  backend: [a, b\n")
+    with pytest.raises(ConfigError, match=r"r.yaml: line \d+, column \d+: not valid YAML"):
+        load(Outer, path)
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(Outer, None, ["emotions=[awe, fear"])

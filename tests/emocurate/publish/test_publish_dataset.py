@@ -19,6 +19,7 @@ import yaml
 from PIL import Image
 
 from emocurate.core.decode import sha256_hex
+from emocurate.core.emotions import EMOTIONS as EMOTIONS8
 from emocurate.publish.dataset import Provenance, PublishConfig, PublishError, push, write_dataset
 from tests.helpers.paths import REPO
 
@@ -67,7 +68,7 @@ def synthetic_run(n: int = 18):
 
 
 PROVENANCE = Provenance(
-    models={"classify": {"backend": "clip-zeroshot", "model": "tiny:clip", "revision": "abc123"},
+    models={"classify": {"backend": "clip-zeroshot", "model": "tiny:clip", "revision": "abc123", "emotions": list(EMOTIONS8)},
             "caption": {"backend": "transformers", "model": "Qwen/Qwen2.5-VL-3B-Instruct", "revision": None},
             "clip_score": {"backend": "transformers", "model": "openai/clip-vit-large-patch14", "revision": "32bd6421"}},
     prompt="The image evokes {emotion}. Describe it in one sentence.",
@@ -154,6 +155,9 @@ def test_card_metadata_provenance_and_counts(written):
     assert "sk-oops" not in body and "api_key: <redacted>" in body and "api_key_env: MY_KEY" in body
     assert "unknown, (c) original authors" in body
     assert "keeps images whose top emotion has confidence >= 0.75" in body
+    # the classifier's own classes decide; the dataset keeps a subset (EmoArt: 8 scored, 6 kept)
+    assert " ".join(body.split()).count(f"The classifier scores all of its 8 classes ({', '.join(EMOTIONS8)})") == 1
+    assert "(`emotion_not_kept`)" in body
 
 
 def test_every_figure_is_a_png_linked_from_the_card(written):

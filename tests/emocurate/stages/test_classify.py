@@ -127,6 +127,11 @@ def test_probe_string_labels_subset_and_save_to_disk_folder(tmp_path):
                           epochs=5, val_fraction=0.0)
     assert metrics["n_train"] == 12 and metrics["n_skipped"] == 20 and metrics["val_accuracy"] is None
     assert metrics["counts"] == {"awe": 4, "fear": 4, "sadness": 4}
+    # by default a classifier scores every class it was trained on, whatever the dataset keeps
+    cfg = ClassifyConfig(backend="clip-probe", model="tiny:clip", probe=str(tmp_path / "probe"), device="cpu")
+    assert load_classifier(cfg).emotions == ("awe", "fear", "sadness")
+    cfg.emotions = ["fear", "awe"]  # classify.emotions narrows it (renormalised over the subset)
+    assert load_classifier(cfg).emotions == ("fear", "awe")
     with pytest.raises(ValueError, match=r"trained on \['awe', 'fear', 'sadness'\]; it cannot score \['anger'\]"):
         load_classifier(ClassifyConfig(backend="clip-probe", model="tiny:clip", probe=str(tmp_path / "probe")), ["anger", "awe"])
 
@@ -265,3 +270,33 @@ def test_probe_skips_rows_without_an_image(tmp_path):
     metrics = train_probe(dataset, tmp_path / "p", clip_model="tiny:clip", device="cpu", emotions=("awe", "fear"),
                           epochs=3, val_fraction=0.0, embed_batch_size=2)
     assert metrics["n_without_image"] == 1 and metrics["n_train"] == 6 and metrics["counts"] == {"awe": 3, "fear": 3}
+
+
+def test_default_is_every_class_of_the_model_not_the_recipe_subset(tmp_path):
+    """EmoArt keeps six emotions, but its classifier scores all of its own classes (the paper's 8-way EmoSet
+    classifier): a new run folder records no subset, and the classifier it loads has all eight columns. A folder made
+    before this change (its run.json lists the recipe's emotions) resumes with the columns its shards already hold."""
+    import json
+
+    from emocurate.recipe import CurateRecipe
+    from emocurate.run.folder import prepare_run
+    from emocurate.store.manifest import classifier_emotions
+
+    six = ["amusement", "awe", "contentment", "anger", "fear", "sadness"]
+    recipe = CurateRecipe(sources=["demo"], emotions=six, classify=ClassifyConfig(model="tiny:clip", device="cpu"))
+    prepare_run(tmp_path / "run", recipe)
+    assert classifier_emotions(tmp_path / "run") is None
+    assert load_classifier(recipe.classify, classifier_emotions(tmp_path / "run")).emotions == tuple(EMOTIONS)
+    prompts = {"awe": ["a mountain"], "fear": ["a dark alley"]}  # zero-shot: its classes are its prompts' emotions
+    assert load_classifier(ClassifyConfig(model="tiny:clip", device="cpu", prompts=prompts)).emotions == ("awe", "fear")
+
+    old = tmp_path / "old"
+    prepare_run(old, recipe)
+    manifest = json.loads((old / "run.json").read_text())
+    manifest["classifier_emotions"] = six
+    (old / "run.json").write_text(json.dumps(manifest))
+    prepare_run(old, recipe)  # the same recipe still resumes it
+    assert load_classifier(recipe.classify, classifier_emotions(old)).emotions == tuple(six)
+    with pytest.raises(Exception, match="stores classifier scores for all of the model's classes"):
+        recipe.classify.emotions = ["awe", "fear"]
+        prepare_run(tmp_path / "run", recipe)

@@ -72,6 +72,14 @@ def test_evaluate_known_answers_and_outputs(weights, data, tmp_path):
     assert fear["lpips"] > 0 and fear["sem_d"] > 0 and fear["sem_d_cos"] > 0
     assert amusement["lpips_pairs"] == 10 and amusement["sem_d_pairs"] == 10
     assert other["overall"]["lpips"] == pytest.approx((amusement["lpips"] + fear["lpips"]) / 2)
+    # error bars around every metric; EmoGen's protocol beside ours ([0, 1] LPIPS inputs, 10 pairs)
+    for entry in (copy, other):
+        for key in ("fid", "lpips", "sem_c", "sem_d", "lpips_emogen", "sem_d_emogen"):
+            low, high = entry["intervals"][key]
+            assert low - 1e-9 <= entry["overall"][key] <= high + 1e-9 or key == "fid", key
+            assert len(entry["bootstrap"][key]) == (100 if key == "fid" else 1000)
+    assert amusement["lpips_emogen"] == pytest.approx(0, abs=1e-6) and fear["lpips_emogen"] > 0
+    assert fear["lpips_emogen"] != pytest.approx(fear["lpips"])  # [0, 1] inputs give other distances
     for entry in (copy, other):
         assert 0 < entry["overall"]["sem_c"] <= 1 and 0 <= entry["overall"]["clip_score"] <= 100
         assert entry["overall"]["sem_c"] >= max(entry["overall"]["sem_c_places"], entry["overall"]["sem_c_imagenet"]) - 1e-9
@@ -92,6 +100,9 @@ def test_evaluate_known_answers_and_outputs(weights, data, tmp_path):
     assert "| Method | FID↓ | LPIPS↑ | Emo-A↑ | Sem-C↑ | Sem-D↑" not in report  # Emo-A not run: no empty column
     assert "| Method | FID↓ | LPIPS↑ | Sem-C↑ | Sem-D↑" in report and "| copy |" in report
     assert "reported in the paper" in report and "clean-fid" in report
+    assert "## Which differences are significant" in report and "copy is significantly better than other" in report
+    assert "## EmoGen's metric protocol, beside ours" in report and "LPIPS↑ (EmoGen protocol)" in report
+    assert f"| copy | {copy['overall']['fid']:.2f} [" in report  # value [low, high]
     for name in ("metrics.png", "grid_amusement.png", "grid_fear.png"):
         assert Image.open(out / name).size[0] > 100
 
@@ -124,13 +135,8 @@ def test_image_folders_must_be_emotions(tmp_path):
 
 
 def cli():
-    import typer
+    from emotrain.cli import app  # the real command line: its errors become one `error:` line and an exit code
 
-    from emotrain.cli_eval import eval_command
-
-    app = typer.Typer()
-    app.callback()(lambda: None)  # keep `eval` a subcommand, as in emotrain/cli.py
-    app.command("eval")(eval_command)
     return app
 
 
@@ -140,7 +146,7 @@ def test_cli_end_to_end_with_sd_baseline(weights, data, tmp_path):
     out = tmp_path / "report"
     args = ["eval", "--images", f"copy={data / 'copy'}", "--real", str(data / "real"), "--out", str(out),
             "--baseline", "sd", "--base-model", "tiny:sd", "-n", "2", "--steps", "2", "--gen-batch-size", "2",
-            "--device", "cpu",
+            "--device", "cpu", "--scheduler", "euler",
             "metrics=[fid, lpips, sem_d, clip_score]", f"fid.inception={weights['inception']}",
             f"fid.cache_dir={tmp_path / 'stats'}", f"lpips.alexnet={weights['alexnet']}", "clip.model=tiny:clip"]
     result = CliRunner().invoke(cli(), args)
@@ -152,6 +158,11 @@ def test_cli_end_to_end_with_sd_baseline(weights, data, tmp_path):
     generation = results["settings"]["generation"]
     assert generation["sd-baseline"]["prompt"] == "an image of {emotion}" and generation["settings"]["n"] == 2
     assert "| sd-baseline |" in (out / "report.md").read_text()
+    assert generation["settings"]["scheduler"] == "euler"
+    assert generation["sd-baseline"]["sampler"] == {"scheduler": "euler", "diffusers_class": "EulerDiscreteScheduler",
+                                                    "steps": 2, "guidance": 7.5,
+                                                    "adapters_on_unconditional": "n/a (no adapters)"}
+    assert "**Sampling, sd-baseline**: `euler` (EulerDiscreteScheduler), 2 steps, guidance 7.5" in (out / "report.md").read_text()
     assert (out / "metrics.png").is_file() and (out / "grid_fear.png").is_file()
 
 
@@ -169,6 +180,27 @@ def test_missing_weights_fail_before_generating(data, tmp_path):
     named = CliRunner().invoke(cli(), ["eval", "--config", "emoset", "--baseline", "sd", "--base-model", "tiny:sd",
                                        "--real", str(data / "real"), "--out", str(tmp_path / "out")])
     assert named.exit_code == 2 and "weights/inception-2015-12-05.pt" in named.output  # the shipped config, by name
+
+
+def test_sd_baseline_samples_with_the_eval_scheduler_not_the_pipeline_default(tmp_path):
+    """Table-1 rows must differ by method only: the SD baseline uses the same scheduler as our rows (default
+    DPM-Solver++), not the pipeline's own PNDM."""
+    import numpy as np
+    from diffusers import DPMSolverMultistepScheduler
+
+    from emotrain.eval.baseline import generate_baseline, load_pipeline
+    from emotrain.eval.generate import GenerateSettings, generate_images
+
+    folders, record = generate_images(tmp_path / "eval", ["awe"], GenerateSettings(n=1, steps=3, device="cpu"),
+                                      baseline_model="tiny:sd")
+    assert record["sd-baseline"]["sampler"]["scheduler"] == "dpm-solver++"
+    ours = np.asarray(Image.open(folders["sd-baseline"] / "awe" / "00000.png"))
+    pipe = load_pipeline("tiny:sd", device="cpu")
+    assert type(pipe.scheduler).__name__ != "DPMSolverMultistepScheduler"  # PNDM in SD 1.5, DDPM in tiny:sd
+    default = np.asarray(Image.open(generate_baseline(pipe, "awe", 1, 0, tmp_path / "default", steps=3)[0]))
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config)
+    dpm = np.asarray(Image.open(generate_baseline(pipe, "awe", 1, 0, tmp_path / "dpm", steps=3)[0]))
+    assert np.array_equal(ours, dpm) and not np.array_equal(ours, default)
 
 
 def test_sd_baseline_resumes_with_the_same_images(tmp_path):
@@ -256,7 +288,29 @@ def test_cli_generates_with_a_trained_run_then_evaluates(request, weights, tmp_p
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["models"][run.name]["images"] == {"awe": 2, "anger": 2}
+    sampler = results["settings"]["generation"][run.name]["sampler"]
+    assert sampler["scheduler"] == "dpm-solver++" and sampler["adapters_on_unconditional"] is True
     first = sorted((out / "images" / run.name / "awe").glob("*.png"))
     stamps = [p.stat().st_mtime_ns for p in first]
     assert CliRunner().invoke(cli(), args).exit_code == 0  # a rerun keeps the images it has
     assert [p.stat().st_mtime_ns for p in first] == stamps
+
+
+def test_every_model_id_is_checked_before_generating(data, tmp_path, monkeypatch):
+    """`--baseline sd` with a model that is neither local nor cached: one error line naming each id, nothing generated."""
+    from typer.testing import CliRunner
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    result = CliRunner().invoke(cli(), ["eval", "--baseline", "sd", "--base-model", "nobody/missing-sd", "--real",
+                                        str(data / "real"), "--out", str(tmp_path / "out"), "-n", "2",
+                                        "metrics=[sem_d]", "clip.model=nobody/missing-clip"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    message = " ".join(result.output.split())
+    assert message.startswith("error: model(s) not available, nothing was generated")
+    assert "--base-model 'nobody/missing-sd': not in the local Hugging Face cache" in message
+    assert "clip.model 'nobody/missing-clip'" in message
+    assert not (tmp_path / "out").exists()
+    run = CliRunner().invoke(cli(), ["eval", "--model", str(tmp_path / "no-run"), "--out", str(tmp_path / "out"),
+                                     "metrics=[sem_d]", "clip.model=tiny:clip"])
+    assert run.exit_code == 2 and "not a trained run (no config.json)" in run.output

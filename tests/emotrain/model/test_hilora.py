@@ -96,8 +96,10 @@ def test_add_hilora_replaces_attention_projections_and_freezes_base(unet_folder)
     layer = dict(hilora_layers(unet))[names[0]]
     assert layer.emotions == ("amusement", "awe", "fear")  # EmoSet order, whatever order was given
     assert layer.adapters == ("emotion.amusement", "emotion.awe", "emotion.fear", "polarity.positive", "polarity.negative")
-    assert tuple(layer.lora_A.shape) == (5, 4, layer.in_features) and tuple(layer.lora_B.shape) == (5, 4, layer.out_features)
-    assert not layer.lora_B.any() and all(layer.lora_A[i].any() for i in range(5))
+    assert len(layer.lora_A) == len(layer.lora_B) == 5  # one parameter per adapter and side
+    assert all(tuple(a.shape) == (4, layer.in_features) for a in layer.lora_A)
+    assert all(tuple(b.shape) == (4, layer.out_features) for b in layer.lora_B)
+    assert not any(b.any() for b in layer.lora_B) and all(a.any() for a in layer.lora_A)
     trainable = {id(p) for p in unet.parameters() if p.requires_grad}
     assert trainable == {id(p) for p in hilora_parameters(unet)}
     assert base_keys <= set(unet.state_dict())  # the base weights keep their keys
@@ -149,7 +151,7 @@ def grads_after_step(unet, labels, checkpointing=False):
     with routing(unet, one_hot_weights(unet, labels)):
         run(unet, sample, t, text).square().mean().backward()
     unet.eval()
-    return {name: {f"{adapter}.{side}": getattr(layer, f"lora_{side}").grad[i] for i, adapter in enumerate(layer.adapters)
+    return {name: {f"{adapter}.{side}": getattr(layer, f"lora_{side}")[i].grad for i, adapter in enumerate(layer.adapters)
                    for side in "AB"}
             for name, layer in hilora_layers(unet)}
 
@@ -164,8 +166,11 @@ def test_gradients_reach_only_the_routed_adapters(unet_folder):
             assert len(grads) == 2 * 10
             for key, g in grads.items():
                 adapter = key.rsplit(".", 1)[0]
-                assert bool(g.abs().sum() > 0) == (adapter in present), f"{name}.{key} grad for batch {labels}"
-    assert all(p.grad is None for n, p in unet.named_parameters() if not n.endswith((".lora_A", ".lora_B")))
+                if adapter in present:
+                    assert g is not None and bool(g.abs().sum() > 0), f"{name}.{key} grad for batch {labels}"
+                else:  # not even a zero gradient: optimizers skip the parameter entirely
+                    assert g is None, f"{name}.{key} got a gradient for batch {labels}"
+    assert all(p.grad is None for n, p in unet.named_parameters() if ".lora_A." not in n and ".lora_B." not in n)
 
 
 def test_gradient_checkpointing_gives_the_same_gradients(unet_folder):
@@ -173,11 +178,14 @@ def test_gradient_checkpointing_gives_the_same_gradients(unet_folder):
     add_hilora(unet, EMOTIONS)
     randomise(unet)
     plain = grads_after_step(unet, ["awe", "fear"])
-    plain = {n: {k: g.clone() for k, g in gs.items()} for n, gs in plain.items()}
+    plain = {n: {k: None if g is None else g.clone() for k, g in gs.items()} for n, gs in plain.items()}
     checkpointed = grads_after_step(unet, ["awe", "fear"], checkpointing=True)
     for name in plain:
         for k in plain[name]:
-            torch.testing.assert_close(checkpointed[name][k], plain[name][k], atol=1e-6, rtol=1e-5)
+            if plain[name][k] is None:
+                assert checkpointed[name][k] is None
+            else:
+                torch.testing.assert_close(checkpointed[name][k], plain[name][k], atol=1e-6, rtol=1e-5)
     # backward after the routing was cleared would recompute without adapters: a clear error instead
     unet.train()
     sample, t, text = unet_inputs(2)
@@ -269,13 +277,75 @@ def test_works_inside_ddp(unet_folder, tmp_path, monkeypatch):
         unet = load_unet(unet_folder)
         names = add_hilora(unet, EMOTIONS)
         randomise(unet)
-        wrapped = DistributedDataParallel(unet.train())
+        wrapped = DistributedDataParallel(unet.train(), find_unused_parameters=True)  # as train.py
         assert [n for n, _ in hilora_layers(wrapped)] == names  # names of the bare UNet, not "module.<name>"
         sample, t, text = unet_inputs(2)
         with routing(wrapped, one_hot_weights(wrapped, ["awe", "fear"])):
             wrapped(sample, t, encoder_hidden_states=text).sample.square().mean().backward()
-        grads = [p.grad for p in hilora_parameters(wrapped)]
-        assert all(g is not None for g in grads) and any(bool(g.abs().sum() > 0) for g in grads)
+        routed = {"emotion.awe", "emotion.fear", "polarity.positive", "polarity.negative"}
+        for _, layer in hilora_layers(wrapped):
+            for i, adapter in enumerate(layer.adapters):
+                for p in (layer.lora_A[i], layer.lora_B[i]):
+                    # DDP leaves a parameter no rank used without a gradient, so the optimizer skips it
+                    assert (p.grad is not None) == (adapter in routed), adapter
+        assert any(bool(p.grad.abs().sum() > 0) for p in hilora_parameters(wrapped) if p.grad is not None)
         assert set(hilora_state_dict(wrapped)) == set(hilora_state_dict(unet))
     finally:
         dist.destroy_process_group()
+
+
+def _optimizers():
+    """Every optimizer train.py can build (AdamW, in each of torch's implementations), and two more for good measure."""
+    return {
+        "adamw": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=1e-2),
+        "adamw-foreach": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=1e-2, foreach=True),
+        "adamw-fused": lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=1e-2, fused=True),
+        "adam-l2": lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=1e-2),
+        "sgd-momentum": lambda ps: torch.optim.SGD(ps, lr=1e-2, momentum=0.9, weight_decay=1e-2),
+    }
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("name", list(_optimizers()))
+def test_fear_step_leaves_awe_bit_identical_after_awe_built_optimizer_state(unet_folder, name, precision):
+    """Paper: only the routed emotion's and polarity's LoRAs are updated. Awe steps give awe (and positive) momentum
+    and second moments; a fear-only step must then leave awe's and positive's A and B, and their optimizer state,
+    bit-identical (no momentum carry-over, no weight decay), while fear's and negative's do move."""
+    unet = load_unet(unet_folder).train()
+    add_hilora(unet, EMOTIONS)
+    randomise(unet, std=0.05)
+    params = hilora_parameters(unet)
+    optimizer = _optimizers()[name](params)
+    sample, t, text = unet_inputs(2)
+
+    def step(labels):
+        with routing(unet, one_hot_weights(unet, labels)):
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = run(unet, sample, t, text)
+            out.float().square().mean().backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(2):
+        step(["awe", "awe"])
+    layers = dict(hilora_layers(unet))
+
+    def snapshot(adapters):
+        weights = {(n, a, s): getattr(layer, f"lora_{s}")[layer.adapters.index(a)].detach().clone()
+                   for n, layer in layers.items() for a in adapters for s in "AB"}
+        state = {(n, a, s, k): v.clone() for n, layer in layers.items() for a in adapters for s in "AB"
+                 for k, v in optimizer.state[getattr(layer, f"lora_{s}")[layer.adapters.index(a)]].items()
+                 if isinstance(v, torch.Tensor)}
+        return weights, state
+
+    awe_weights, awe_state = snapshot(["emotion.awe", "polarity.positive"])
+    fear_weights, _ = snapshot(["emotion.fear", "polarity.negative"])
+    assert awe_state, "awe steps built optimizer state" if name != "sgd-momentum" else awe_state
+    step(["fear", "fear"])
+    after_weights, after_state = snapshot(["emotion.awe", "polarity.positive"])
+    for key, value in awe_weights.items():
+        assert torch.equal(after_weights[key], value), f"{key} moved in a fear-only step ({name}, {precision})"
+    for key, value in awe_state.items():
+        assert torch.equal(after_state[key], value), f"optimizer state {key} changed in a fear-only step"
+    moved, _ = snapshot(["emotion.fear", "polarity.negative"])
+    assert any(not torch.equal(moved[k], v) for k, v in fear_weights.items()), "the routed adapters did not train"
