@@ -36,7 +36,7 @@ def load_training_dataset(source: str, split: str = "train") -> "datasets.Datase
     """A `datasets.Dataset` from a Hub id, a `load_dataset`-able folder, or a `save_to_disk` folder."""
     try:
         return _load(source, split)
-    except DatasetError:
+    except (DatasetError, ConnectionError):  # a network error stays one (exit code 1 on the command line)
         raise
     except Exception as err:  # noqa: BLE001 - datasets raises many kinds; the user needs the source and the reason
         if "corresponds to no data" in str(err):  # a data folder whose files hold no rows of this split
@@ -70,8 +70,8 @@ def check_source(source: str) -> None:
     except Exception as err:  # noqa: BLE001 - connection errors: OSError (requests) or the httpx family's own classes
         if not _is_connection_error(err):
             raise
-        raise DatasetError(f"could not reach the Hub for dataset {source!r} (no network?); set HF_HUB_OFFLINE=1 to use "
-                           f"a cached copy: {err}") from err
+        raise ConnectionError(f"could not reach the Hub for dataset {source!r} (set HF_HUB_OFFLINE=1 to use a cached "
+                              f"copy): {err}") from err  # exit code 1 on the command line, as for any network error
 
 
 def _is_connection_error(err: Exception) -> bool:
@@ -123,8 +123,8 @@ def _load_from_hub(repo_id: str, split: str) -> "datasets.Dataset":
     except (DatasetNotFoundError, RepositoryNotFoundError, GatedRepoError) as err:
         raise _not_found(repo_id) from err
     except ConnectionError as err:
-        raise DatasetError(f"could not reach the Hub for dataset {repo_id!r} (no network?); set HF_HUB_OFFLINE=1 to use "
-                           f"a cached copy: {err}") from err
+        raise ConnectionError(f"could not reach the Hub for dataset {repo_id!r} (set HF_HUB_OFFLINE=1 to use a cached "
+                              f"copy): {err}") from err
 
 
 def emotion_labels(ds: "datasets.Dataset", column: str) -> list[str]:

@@ -79,6 +79,7 @@ def listing(kinds: list[str]) -> list[str]:
         infos = list_recipes(kind)
         width = max((len(i.name) for i in infos if "/" not in i.name), default=0) + 2
         lines.append(f"{kind} recipes ({COMMANDS[kind]} NAME):")
-        lines += [f"  {info.name:<{width}} {info.purpose}" if "/" not in info.name else f"  {info.name}\n      {info.purpose}"
-                  for info in infos]
+        for info in infos:  # subfolder names are long: their purpose goes on the next line
+            lines += [f"  {info.name:<{width}} {info.purpose}"] if "/" not in info.name else [f"  {info.name}",
+                                                                                            f"      {info.purpose}"]
     return lines

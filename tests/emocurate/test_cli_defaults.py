@@ -97,7 +97,7 @@ def test_preflight_names_every_missing_thing(in_tmp, monkeypatch):
 def test_recipes_command_lists_and_shows():
     result = CliRunner().invoke(app, ["recipes"])
     assert result.exit_code == 0 and result.output.splitlines()[0] == "curate recipes (emocurate build --recipe NAME):"
-    assert "  emoart             EmoArt as in the CoEmoGen paper" in result.output
+    assert "  emoart   EmoArt as in the CoEmoGen paper" in result.output and "  ablations/emoset-captions-plain-detailed" in result.output
     shown = CliRunner().invoke(app, ["recipes", "show", "emoart"])
     assert shown.exit_code == 0 and shown.output == (REPO / "recipes/curate/emoart.yaml").read_text()
     wrong = CliRunner().invoke(app, ["recipes", "show", "coemogen-emoart"])
