@@ -22,7 +22,7 @@ class FitPlan:
     recipe: TrainRecipe
     out: Path
     notes: list[str]
-    """Lines to print before training: which recipe (first) and which run folder."""
+    """Lines to print before training, for what was left to a default: which recipe (first), which run folder."""
 
 
 def dataset_name(dataset: str) -> str:
@@ -51,7 +51,7 @@ def plan_fit(dataset: str, recipe: Optional[str], out: Optional[Path], overrides
     path = find_recipe(recipe, "train") if recipe else None
     parsed = load_recipe(path, overrides)
     if recipe:
-        note = f"recipe: {recipe}"
+        note = None  # chosen by the user: nothing to announce
     else:
         emotions = ("the dataset's own emotions (its emotion column's ClassLabel names or values)"
                     if parsed.data.emotions is None else f"emotions {', '.join(parsed.data.emotions)}")
@@ -61,7 +61,7 @@ def plan_fit(dataset: str, recipe: Optional[str], out: Optional[Path], overrides
         folder, how = Path(out), None
     else:
         folder, how = pick_out(RUNS / f"{dataset_name(dataset)}-coemogen", resume)
-    return FitPlan(parsed, folder, [note, f"run folder: {folder}" + (f" ({how})" if how else "")])
+    return FitPlan(parsed, folder, [line for line in (note, how and f"run folder: {folder} ({how})") if line])
 
 
 def check_models(recipe: TrainRecipe) -> None:

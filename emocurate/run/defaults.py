@@ -27,7 +27,7 @@ class BuildPlan:
     recipe: CurateRecipe
     out: Path
     notes: list[str]
-    """Lines to print before the run: which recipe (first) and which run folder."""
+    """Lines to print before the run, for what was left to a default: which recipe (first), which run folder."""
 
 
 def natural_recipe(spec: str) -> Optional[str]:
@@ -84,7 +84,7 @@ def plan_build(recipe: Optional[str], sources: Sequence[str], out: Optional[Path
     items = list(overrides) + (["sources=" + json.dumps(sources)] if sources else [])
     if recipe:
         path = find_recipe(recipe, "curate")
-        note = f"recipe: {recipe}"
+        note = None  # chosen by the user: nothing to announce
     else:
         natural = {natural_recipe(s) for s in sources}
         name = natural.pop() if len(natural) == 1 else None
@@ -100,4 +100,4 @@ def plan_build(recipe: Optional[str], sources: Sequence[str], out: Optional[Path
         folder, how = Path(out), None
     else:
         folder, how = pick_run_dir(RUNS / run_name(cfg.sources), cfg)
-    return BuildPlan(cfg, folder, [note, f"run folder: {folder}" + (f" ({how})" if how else "")])
+    return BuildPlan(cfg, folder, [line for line in (note, how and f"run folder: {folder} ({how})") if line])

@@ -35,7 +35,8 @@ def check_ready(recipe: CurateRecipe, run_dir: Path) -> None:
     for spec in recipe.sources:
         parsed = parse_spec(spec)
         if parsed.kind in ("folder", "emoset", "urls") and not Path(parsed.target).expanduser().exists():
-            local.append(f"source {spec}: {parsed.target} does not exist")
+            what = "a file" if parsed.kind == "urls" else "a directory"
+            local.append(f"source {spec}: {parsed.target} is not {what} (nothing is there)")
         elif parsed.kind == "hf" and is_offline and not ingested and looks_like_repo_id(parsed.target) \
                 and not in_cache(parsed.target, "dataset"):
             uncached.append(f"dataset {parsed.target}")

@@ -50,7 +50,9 @@ def test_each_source_gets_its_recipe_and_says_which_first(in_tmp):
 
 
 def test_recipe_by_name_or_path_and_mistakes(in_tmp):
-    assert plan_build("demo", [], in_tmp / "r", []).recipe.sources == ["demo"]
+    chosen = plan_build("demo", [], in_tmp / "r", [])
+    assert chosen.recipe.sources == ["demo"] and chosen.notes == []  # recipe and folder given: nothing to announce
+    assert plan_build("demo", [], None, []).notes == ["run folder: runs/demo (new)"]
     assert plan_build(str(REPO / "recipes/curate/demo.yaml"), ["folder:/p"], None, []).recipe.sources == ["folder:/p"]
     with pytest.raises(ConfigError, match="give --source"):
         plan_build(None, [], None, [])
@@ -87,7 +89,7 @@ def test_preflight_names_every_missing_thing(in_tmp, monkeypatch):
     assert "\n" not in message and message.startswith("cannot start: offline (HF_HUB_OFFLINE=1) and not in the Hugging "
                                                       "Face cache: dataset huggan/wikiart, model Qwen/Qwen2.5-VL-3B-Instruct")
     assert "openai/clip" not in message  # cached
-    assert "source folder:nowhere: nowhere does not exist" in message and "classify.probe probe does not exist" in message
+    assert "source folder:nowhere: nowhere is not a directory (nothing is there)" in message and "classify.probe probe does not exist" in message
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # online: only local things can be missing
     with pytest.raises(NotReady, match="^cannot start: source folder:nowhere"):
         check_ready(plan.recipe, plan.out)

@@ -41,7 +41,8 @@ def test_plan_defaults_and_recipes_by_name(tmp_path, monkeypatch):
     assert plan.recipe.optim.max_steps == 130_000 and plan.recipe.hilora.rank == 4
     assert plan.notes[0].startswith("recipe: the paper's settings") and "dataset's own emotions" in plan.notes[0]
     assert plan.notes[1] == "run folder: runs/emoart-coemogen (new)"
-    assert plan_fit("x/y", "demo", tmp_path / "o", []).recipe.model.pretrained == "tiny:sd"
+    chosen = plan_fit("x/y", "demo", tmp_path / "o", [])
+    assert chosen.recipe.model.pretrained == "tiny:sd" and chosen.notes == []  # nothing left to a default: no lines
     assert plan_fit("x/y", "coemogen-emoart", None, []).recipe.data.emotions == EMOART
     assert plan_fit("x/y", str(REPO / "recipes/train/demo.yaml"), None, []).recipe.optim.max_steps == 8  # a path works
     with pytest.raises(ConfigError, match="'emoart' is a curate recipe"):
