@@ -15,19 +15,6 @@ from emocurate.core.console import RichProgress, check_out_folder, quiet_librari
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
-def parse_images(items: list[str]) -> dict[str, Path]:
-    """`NAME=DIR` or `DIR` (named after the folder) -> {name: folder}; duplicate names are an error."""
-    out: dict[str, Path] = {}
-    for item in items:
-        name, _, folder = item.partition("=") if "=" in item else (Path(item).name, "", item)
-        if not name or not folder:
-            raise ValueError(f"--images {item!r}: use DIR or NAME=DIR")
-        if name in out:
-            raise ValueError(f"--images: the name {name!r} is used twice; give NAME=DIR to tell them apart")
-        out[name] = Path(folder)
-    return out
-
-
 def eval_command(
     images: Optional[List[str]] = typer.Option(None, "--images",
         help="Generated images, one subfolder per emotion: DIR or NAME=DIR (repeatable)."),
@@ -62,8 +49,9 @@ def eval_command(
     from emocurate.core.recipes import find_recipe
     from emocurate.core.emotions import check_emotions
     from emotrain.eval.config import EvalConfig
-    from emotrain.eval.generate import BASELINE_NAME, GenerateSettings, generate_images
-    from emotrain.eval.evaluate import check_weights, evaluate
+    from emotrain.eval.evaluate import evaluate
+    from emotrain.eval.generate import GenerateSettings, generate_images
+    from emotrain.eval.request import check_request, parse_images
 
     items = list(overrides or [])
     if real:
@@ -73,19 +61,7 @@ def eval_command(
     cfg = load(EvalConfig, find_recipe(config, "eval") if config else None, items)
     check_out_folder(out)
     named = parse_images(list(images or []))
-    if baseline not in (None, "sd"):
-        raise ValueError(f"--baseline {baseline!r}: only 'sd' (plain Stable Diffusion 1.5) is built in")
-    if not named and model is None and baseline is None:
-        raise ValueError("nothing to evaluate: give --images DIR, --model RUN or --baseline sd")
-    planned = ([model.name] if model is not None else []) + ([BASELINE_NAME] if baseline else [])
-    clash = sorted(set(planned) & set(named))
-    if clash:
-        raise ValueError(f"--images names {clash} are taken by the models generated here; pick other NAME=DIR names")
-    check_weights(cfg)  # before generating for hours
-    from emotrain.eval.availability import PIPELINE_FILE, check_models, eval_models, run_models
-
-    check_models([*eval_models(cfg), *(run_models(model) if model is not None else []),
-                  *([("--base-model", base_model, base_revision, PIPELINE_FILE)] if baseline else [])])
+    check_request(cfg, named, model, baseline, base_model, base_revision)
     settings = GenerateSettings(n=n, seed=seed, steps=steps, guidance=guidance, batch_size=gen_batch_size,
                                 device=device, scheduler=scheduler)
     generation = None

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 import time
@@ -144,6 +145,10 @@ def test_push_to_an_unreachable_hub_is_one_line_and_debug_shows_the_traceback(tm
     save_recipe(run, CurateRecipe(sources=["folder:/x"]))
     (run / "dataset" / "README.md").write_text("card")
     pq.write_table(pa.table({"caption": ["a calm lake"]}), run / "dataset" / "data" / "train-00000-of-00001.parquet")
+    pq.write_table(pa.table({"status": ["kept"]}), run / "records.parquet")  # the records dataset/ was written from
+    from emocurate.run.publish import PUBLISHED, records_sha256
+
+    (run / PUBLISHED).write_text(json.dumps({"records_sha256": records_sha256(run)}))
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "EMOCURATE_DEBUG")}
     env.update(PYTHONPATH=str(ROOT), HF_ENDPOINT="http://127.0.0.1:9", HF_TOKEN="hf_unreachable_test", HF_HUB_DISABLE_XET="1",
                HF_HOME=str(tmp_path / "hf-home"))

@@ -76,7 +76,7 @@ def test_all_classes_decide_then_the_recipe_keeps_a_subset():
                 probs[e]["PQR".index(k)] = rest
     classify = pa.table({"id": list("PQR"), **{f"prob_{e}": probs[e] for e in EMOTIONS}}, schema=classify_schema(EMOTIONS))
     recipe = CurateRecipe(sources=["wikiart"], emotions=["amusement", "awe", "contentment", "anger", "fear", "sadness"])
-    out = {r["id"]: r for r in decide(ingest, classify, CAPTION_SCHEMA.empty_table(), CLIPSCORE_SCHEMA.empty_table(),
+    out = {r["id"]: r for r in decide(ingest, classify, CAPTION_SCHEMA.empty_table(), CLIP_FILTER_SCHEMA.empty_table(),
                                       recipe).to_pylist()}
     assert set(out["P"]["emotion_probs"]) == set(EMOTIONS)  # every class the classifier scored is kept
     assert out["P"]["predicted_emotion"] == "excitement" and out["P"]["reason"] == "emotion_not_kept: excitement"
