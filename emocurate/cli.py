@@ -26,9 +26,13 @@ def _options(debug: bool = typer.Option(False, "--debug", help="Show the traceba
 
 @app.command()
 def build(
-    recipe: Path = typer.Option(..., "--recipe", "-r", help="Recipe YAML (see recipes/curate/)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Run folder: shards, records.parquet, dataset/. Rerun to resume."),
-    source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="Replaces the recipe's sources (repeatable)."),
+    source: Optional[List[str]] = typer.Option(None, "--source", "-s", help="wikiart, demo, emoset:PATH, folder:PATH, hf:REPO, "
+                                               "urls:FILE (repeatable); replaces the recipe's sources."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", "-r", help="A recipe name (`emocurate recipes`) or YAML path. "
+                                         "Default: the source's own (wikiart: emoart, emoset: emoset, demo: demo), "
+                                         "else the paper's settings with all eight emotions."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder: shards, records.parquet, dataset/. Rerun "
+                                       "to resume. Default: runs/<source name> (a new name if it holds other inputs)."),
     limit: Optional[int] = typer.Option(None, "--limit", "-n", help="Read at most N input items in total."),
     no_publish: bool = typer.Option(False, "--no-publish", help="Stop after records.parquet (no dataset/ folder)."),
     ignore_robots: bool = typer.Option(False, "--ignore-robots",
@@ -44,12 +48,16 @@ def build(
                                            "loopback proxy guard (Ray then probes cloud metadata at 169.254.169.254)."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides: key=value (e.g. classify.min_confidence=0.8)."),
 ):
-    """Run (or resume) the whole pipeline into RUN; finished shards are never redone."""
-    from emocurate.recipe import load_recipe
+    """Run (or resume) the whole pipeline into a run folder; finished shards are never redone."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    from emocurate.executors import check_options
+    from emocurate.run.defaults import plan_build
+    from emocurate.run.driver import build as run_build
+    from emocurate.run.preflight import check_ready
 
     items = list(overrides or [])
-    if source:
-        items.append("sources=" + json.dumps(list(source)))
     if limit is not None:
         items.append(f"limit={limit}")
     if ignore_robots:
@@ -58,18 +66,18 @@ def build(
         items.append("crawl.allow_hosts=" + json.dumps([h for entry in allow_hosts for h in entry.split(",") if h]))
     if retry_failed:
         items.append("crawl.retry_failed=true")
-    cfg = load_recipe(recipe, items)
-    check_out_folder(out)
-    from emocurate.executors import check_options
-    from emocurate.run.driver import build as run_build
-
     check_options(executor, ray_address, ray_allow_network)
+    plan = plan_build(recipe, list(source or []), out, items)
+    check_out_folder(plan.out)
+    for line in plan.notes:
+        Console(soft_wrap=True).print(escape(line), highlight=False)
+    check_ready(plan.recipe, plan.out)
     with RichProgress() as progress:
-        summary = run_build(cfg, out, progress, publish=not no_publish, executor=executor, ray_address=ray_address,
-                            ray_allow_network=ray_allow_network)
-    _print_summary(summary, out)
-    if cfg.report:
-        _write_report(out)
+        summary = run_build(plan.recipe, plan.out, progress, publish=not no_publish, executor=executor,
+                            ray_address=ray_address, ray_allow_network=ray_allow_network)
+    _print_summary(summary, plan.out)
+    if plan.recipe.report:
+        _write_report(plan.out)
 
 
 def _print_summary(summary: dict, out: Path) -> None:
@@ -94,6 +102,35 @@ def _print_summary(summary: dict, out: Path) -> None:
     console.print(f"dataset: {summary['dataset']}" if summary["dataset"]
                   else f"[yellow]dataset not written:[/] {summary.get('dataset_not_written')}")
     console.print(f"see `emocurate status {out}`")
+
+
+recipes_app = typer.Typer(help="The shipped curation recipes: list them, or print one to copy and edit.")
+app.add_typer(recipes_app, name="recipes")
+
+
+@recipes_app.callback(invoke_without_command=True)
+def recipes(ctx: typer.Context):
+    """List the curation recipes (`emocurate build --recipe NAME`) with what each is for."""
+    if ctx.invoked_subcommand is None:
+        print_recipes(["curate"])
+
+
+@recipes_app.command("show")
+def recipes_show(name: str = typer.Argument(..., help="A recipe name, e.g. emoart.")):
+    """Print a recipe (redirect it to a file, edit, pass the file to --recipe)."""
+    show_recipe(name, "curate")
+
+
+def print_recipes(kinds: list[str]) -> None:
+    from emocurate.core.recipes import listing
+
+    typer.echo("\n".join(listing(kinds)))
+
+
+def show_recipe(name: str, kind: str) -> None:
+    from emocurate.core.recipes import find_recipe
+
+    typer.echo(find_recipe(name, kind).read_text(encoding="utf-8"), nl=False)
 
 
 @app.command()

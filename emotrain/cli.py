@@ -100,19 +100,29 @@ def _mix_or_emotion(emotion: Optional[str], mix: Optional[str]):
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def fit(
-    dataset: str = typer.Option(..., "--dataset", help="Hub id, load_dataset folder or save_to_disk folder."),
-    out: Path = typer.Option(..., "--out", help="Run folder (checkpoints, weights, card)."),
-    recipe: Optional[Path] = typer.Option(None, "--recipe", help="Training recipe YAML (default: the paper's settings)."),
+    dataset: str = typer.Option(..., "--dataset", help="Hub id (user/name, downloaded), load_dataset folder or "
+                                "save_to_disk folder (e.g. runs/demo/dataset)."),
+    recipe: Optional[str] = typer.Option(None, "--recipe", help="A recipe name (`emotrain recipes`) or YAML path. Default: "
+                                         "the paper's settings with the dataset's own emotions."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (checkpoints, weights, card). Default: "
+                                       "runs/<dataset>-coemogen (a new name if it holds a run)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimizer steps."),
     resume: Optional[str] = typer.Option(None, "--resume", help="'latest' or a checkpoint folder."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Recipe overrides key=value, e.g. optim.lr=5e-4."),
 ) -> None:
     """Train CoEmoGen (Mapper + Visual-perception Encoder + HiLoRA, L_LDM + lambda L_SEM) on an emotion dataset."""
-    from emotrain.recipe import load_recipe
+    from emotrain.data import check_source
+    from emotrain.defaults import check_models, plan_fit
     from emotrain.train import TrainingStopped, train
 
-    parsed = load_recipe(recipe, overrides or [])
+    plan = plan_fit(dataset, recipe, out, overrides or [], resume)
+    if _is_main_process():
+        for line in plan.notes:
+            typer.echo(line)
+    parsed, out = plan.recipe, plan.out
     check_out_folder(out)
+    check_source(dataset)
+    check_models(parsed)
     quiet_libraries()
     _log_to_console()
     bar = _Bar("fit", "steps", ("loss",))
@@ -135,7 +145,7 @@ def fit(
 @app.command()
 def generate(
     model: Path = typer.Option(..., "--model", help="A trained run folder."),
-    out: Path = typer.Option(..., "--out", help="Folder for the images and the grid."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Folder for the images and the grid (default: MODEL/generated)."),
     emotion: Optional[str] = typer.Option(None, "--emotion",
                                           help="Emotion name (awe), a comma list, or 'all': one OUT/<emotion>/ each."),
     mix: Optional[str] = typer.Option(None, "--mix", help="Emotion fusion, e.g. amusement:0.5,awe:0.5."),
@@ -155,6 +165,7 @@ def generate(
     reads as it is."""
     from emotrain.generate import generate as run_generate
 
+    out = out if out is not None else model / "generated"
     quiet_libraries()
     target = _mix_or_emotion(emotion, mix)
     check_out_folder(out)
@@ -262,6 +273,28 @@ def baseline_fit(
         raise typer.Exit(code=130)
     if _is_main_process():
         typer.echo(f"trained {run}; sample with `emotrain generate --model {run}` or score with `emotrain eval --model {run}`")
+
+
+recipes_app = typer.Typer(help="The shipped training and evaluation recipes: list them, or print one to copy and edit.")
+app.add_typer(recipes_app, name="recipes")
+
+
+@recipes_app.callback(invoke_without_command=True)
+def recipes(ctx: typer.Context) -> None:
+    """List the training recipes (`emotrain fit --recipe NAME`) and eval settings (`emotrain eval --config NAME`)."""
+    from emocurate.core.recipes import listing
+
+    if ctx.invoked_subcommand is None:
+        typer.echo("\n".join(listing(["train", "eval"])))
+
+
+@recipes_app.command("show")
+def recipes_show(name: str = typer.Argument(..., help="A recipe name, e.g. coemogen-emoart.")) -> None:
+    """Print a training recipe (or, if there is none of that name, an eval config) to copy and edit."""
+    from emocurate.core.recipes import find_recipe, list_recipes
+
+    is_eval = name in {r.name for r in list_recipes("eval")} - {r.name for r in list_recipes("train")}
+    typer.echo(find_recipe(name, "eval" if is_eval else "train").read_text(encoding="utf-8"), nl=False)
 
 
 from emotrain.cli_eval import eval_command  # noqa: E402  (typer only: the eval library loads inside the command)

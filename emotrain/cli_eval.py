@@ -38,14 +38,15 @@ def eval_command(
     scheduler: str = typer.Option("dpm-solver++", "--scheduler",
         help="Sampler of every generated row (--model and --baseline alike): dpm-solver++ | ddim | pndm | euler | euler-a."),
     gen_batch_size: int = typer.Option(4, "--gen-batch-size", help="Images per generation batch."),
-    config: Optional[Path] = typer.Option(None, "--config", "-c",
-        help="Eval settings YAML (backbone paths, pairs, ...)."),
+    config: Optional[str] = typer.Option(None, "--config", "-c",
+        help="Eval settings: a name (`emotrain recipes`, e.g. emoset) or a YAML path (backbone paths, pairs, ...)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:N (default: cuda when available)."),
     overrides: Optional[List[str]] = typer.Argument(None,
         help="Settings overrides key=value, e.g. fid.inception=/w/inception-2015-12-05.pt"),
 ):
     """Score generated images with FID, LPIPS, Emo-A, Sem-C, Sem-D (+ CLIP score); write results.json and report.md."""
     from emocurate.core.config import load
+    from emocurate.core.recipes import find_recipe
     from emocurate.core.emotions import check_emotions
     from emotrain.eval.config import EvalConfig
     from emotrain.eval.evaluate import evaluate
@@ -57,7 +58,7 @@ def eval_command(
         items.append(f"real.dataset={real}")
     if device:
         items.append(f"device={device}")
-    cfg = load(EvalConfig, config, items)
+    cfg = load(EvalConfig, find_recipe(config, "eval") if config else None, items)
     check_out_folder(out)
     named = parse_images(list(images or []))
     check_request(cfg, named, model, baseline, base_model, base_revision)

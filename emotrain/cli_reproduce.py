@@ -40,18 +40,19 @@ def reproduce_command(
     seed: int = typer.Option(0, "--seed"),
     gen_batch_size: int = typer.Option(4, "--gen-batch-size"),
     device: Optional[str] = typer.Option(None, "--device"),
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Eval settings YAML (recipes/eval/emoset.yaml)."),
+    config: Optional[str] = typer.Option(None, "--config", "-c", help="Eval settings: a name (emoset) or a YAML path."),
     overrides: Optional[List[str]] = typer.Argument(None, help="Eval overrides key=value, e.g. fid.inception=PATH."),
 ):
     """Reproduce a table of the paper: train (or reuse) every row, generate, evaluate, one report. Resumable."""
     from emocurate.core.config import load
+    from emocurate.core.recipes import find_recipe
     from emotrain.eval.config import EvalConfig
     from emotrain.eval.generate import GenerateSettings
     from emotrain.reproduce import Plan, reproduce
     from emotrain.train import TrainingStopped
 
     # user errors (ConfigError, ValueError, missing files) become one `error:` line in the app's error mapping
-    eval_cfg = load(EvalConfig, config, [*(overrides or []), *([f"device={device}"] if device else [])])
+    eval_cfg = load(EvalConfig, find_recipe(config, "eval") if config else None, [*(overrides or []), *([f"device={device}"] if device else [])])
     plan = Plan(table=table, dataset=dataset, out=out, runs=runs,
                 rows=[r.strip() for r in rows.split(",") if r.strip()] if rows else None, steps=steps,
                 overrides=list(sets or []), caption_datasets=_pairs(list(caption_datasets or []), "--caption-dataset"),

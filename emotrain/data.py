@@ -36,7 +36,7 @@ def load_training_dataset(source: str, split: str = "train") -> "datasets.Datase
     """A `datasets.Dataset` from a Hub id, a `load_dataset`-able folder, or a `save_to_disk` folder."""
     try:
         return _load(source, split)
-    except DatasetError:
+    except (DatasetError, ConnectionError):  # a network error stays one (exit code 1 on the command line)
         raise
     except Exception as err:  # noqa: BLE001 - datasets raises many kinds; the user needs the source and the reason
         if "corresponds to no data" in str(err):  # a data folder whose files hold no rows of this split
@@ -46,10 +46,54 @@ def load_training_dataset(source: str, split: str = "train") -> "datasets.Datase
         raise DatasetError(f"could not load dataset {source!r} (split {split!r}){hint}: {type(err).__name__}: {err}") from err
 
 
+def check_source(source: str) -> None:
+    """Fail before any model loads when `source` is neither a folder nor a Hub id, or a Hub id that offline mode forbids."""
+    from emocurate.core.hub import in_cache, offline
+
+    if Path(source).expanduser().exists():
+        return
+    if source.count("/") != 1 or source.startswith((".", "/", "~")):
+        raise DatasetError(f"dataset {source!r} is neither an existing folder nor a Hub id (user/name)")
+    if offline():
+        if not in_cache(source, "dataset"):
+            raise DatasetError(f"dataset {source!r} is not a local folder and not in the Hugging Face cache, and "
+                               "HF_HUB_OFFLINE=1 forbids downloading it: run once online (or unset HF_HUB_OFFLINE), or "
+                               "pass a local folder")
+        return
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().dataset_info(source)  # one small request: a wrong name or a missing token fails before any model loads
+    except (RepositoryNotFoundError, GatedRepoError) as err:
+        raise _not_found(source) from err
+    except Exception as err:  # noqa: BLE001 - connection errors: OSError (requests) or the httpx family's own classes
+        if not _is_connection_error(err):
+            raise
+        raise ConnectionError(f"could not reach the Hub for dataset {source!r} (set HF_HUB_OFFLINE=1 to use a cached "
+                              f"copy): {err}") from err  # exit code 1 on the command line, as for any network error
+
+
+def _is_connection_error(err: Exception) -> bool:
+    """requests' errors are OSErrors; httpx (or a renamed fork such as httpx2) raises its own transport errors."""
+    roots = {cls.__module__.split(".")[0].rstrip("0123456789") for cls in type(err).__mro__}
+    return isinstance(err, OSError) or bool(roots & {"httpx", "httpcore", "requests", "urllib3"})
+
+
+def _not_found(repo_id: str) -> DatasetError:
+    from emocurate.core.hub import token_available
+
+    if not token_available():
+        return DatasetError(f"dataset {repo_id!r} was not found on the Hub, or it is private or gated and no token is set: "
+                            "set HF_TOKEN (or run `hf auth login`) with read access to it")
+    return DatasetError(f"dataset {repo_id!r} was not found on the Hub, or your token cannot read it "
+                        "(check the name and the token's access)")
+
+
 def _load(source: str, split: str) -> "datasets.Dataset":
     import datasets
 
-    path = Path(source)
+    path = Path(source).expanduser()
     if path.exists():
         if (path / "state.json").exists() and not json.loads((path / "state.json").read_text()).get("_data_files"):
             raise DatasetError(f"dataset {source!r} has no rows (a save_to_disk folder of 0 rows): train on a dataset with "
@@ -62,9 +106,25 @@ def _load(source: str, split: str) -> "datasets.Dataset":
                 ds = ds[split]
             return ds
         return datasets.load_dataset(str(path), split=split)
-    if source.count("/") != 1 or source.startswith((".", "/", "~")):
-        raise DatasetError(f"dataset {source!r} is neither an existing folder nor a Hub id (user/name)")
-    return datasets.load_dataset(source, split=split)
+    check_source(source)
+    return _load_from_hub(source, split)
+
+
+def _load_from_hub(repo_id: str, split: str) -> "datasets.Dataset":
+    """Download a Hub dataset (or read the cached copy); offline, private and unreachable repos fail in one line.
+
+    Not streamed: training reads rows in a seeded random order and resumes at any position, which needs random access."""
+    import datasets
+    from datasets.exceptions import DatasetNotFoundError
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        return datasets.load_dataset(repo_id, split=split)
+    except (DatasetNotFoundError, RepositoryNotFoundError, GatedRepoError) as err:
+        raise _not_found(repo_id) from err
+    except ConnectionError as err:
+        raise ConnectionError(f"could not reach the Hub for dataset {repo_id!r} (set HF_HUB_OFFLINE=1 to use a cached "
+                              f"copy): {err}") from err
 
 
 def emotion_labels(ds: "datasets.Dataset", column: str) -> list[str]:
@@ -85,6 +145,8 @@ class Validated:
     dataset: "datasets.Dataset"  # image column not decoded: {"bytes", "path"}
     labels: list[str]
     emotions: list[str]
+    emotions_from: str = "data.emotions"
+    """Where `emotions` came from: data.emotions, or the dataset's ClassLabel names / values (with what had no rows)."""
 
 
 def validate(ds: "datasets.Dataset", cfg: "DataConfig", check_images: bool | None = None, workers: int = 4) -> Validated:
@@ -130,7 +192,19 @@ def validate(ds: "datasets.Dataset", cfg: "DataConfig", check_images: bool | Non
     absent = [e for e in emotions if e not in present]
     if absent:
         raise DatasetError(f"data.emotions lists {absent} but the dataset has no rows for them")
-    return Validated(ds, labels, emotions)
+    return Validated(ds, labels, emotions, _emotions_from(ds.features[cfg.emotion_column], present, cfg.emotions))
+
+
+def _emotions_from(feature, present: set[str], chosen: list[str] | None) -> str:
+    """data.emotions when set; else the dataset's ClassLabel names (saying which had no rows) or its values."""
+    import datasets
+
+    if chosen is not None:
+        return "data.emotions"
+    if not isinstance(feature, datasets.ClassLabel):
+        return "the dataset's values"
+    empty = [n for n in (n.strip().lower() for n in feature.names) if n not in present]
+    return "the dataset's ClassLabel names" + (f"; no rows for {', '.join(empty)}: not learned" if empty else "")
 
 
 def load_image(cell: dict) -> Image.Image:

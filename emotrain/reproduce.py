@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Literal, Sequence
 
-RECIPES = Path(__file__).resolve().parent.parent / "recipes" / "train"
+from emocurate.core.recipes import recipes_root
+
+RECIPES = recipes_root() / "train"  # the checkout's recipes/train, or the wheel's emocurate/recipes/train
 
 
 @dataclass(frozen=True)

@@ -96,7 +96,8 @@ def train(
     else:
         indices = [i for i, label in enumerate(validated.labels) if label in emotions]
         before = after = {e: validated.labels.count(e) for e in emotions}
-    logger.info("emotions %s; samples per emotion before %s, after oversampling %s", emotions, before, after)
+    logger.info("emotions (%s): %s (%d); samples per emotion before %s, after oversampling %s",
+                validated.emotions_from, ", ".join(emotions), len(emotions), before, after)
     if main:  # the run folder is made only once its data was found and validated
         out.mkdir(parents=True, exist_ok=True)
         (out / "oversampling.json").write_text(json.dumps({"before": before, "after": after, "seed": run.seed}, indent=2) + "\n")

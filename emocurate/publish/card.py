@@ -25,7 +25,7 @@ def _card_template() -> Path:
     package = Path(__file__).resolve().parents[1]  # emocurate/
     checkout = package.parent / "cards" / "dataset_card.md.j2"
     packaged = package / "cards" / "dataset_card.md.j2"
-    return checkout if checkout.exists() else packaged
+    return packaged if packaged.exists() else checkout  # packaged first: site-packages/cards may be another project's
 
 
 CARD_TEMPLATE = _card_template()

@@ -13,6 +13,7 @@ import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
+from typing import Optional
 
 import yaml
 
@@ -81,13 +82,10 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> bool:
                 f"{run_dir} stores classifier scores for {scored or 'all of the model' + chr(39) + 's classes'}; this "
                 f"command asks classify.emotions={recipe.classify.emotions}. Leave classify.emotions as the first build "
                 "had it (the recipe's `emotions` chooses what is kept), or use a new --out.")
-        for part in ("inputs", "models"):
-            for key, value in wanted[part].items():
-                if have.get(part, {}).get(key) != value:
-                    raise ConfigError(
-                        f"{run_dir} was built with {part} {key}={have.get(part, {}).get(key)!r}, this command asks for "
-                        f"{value!r}: stored shards would not match. Use the same recipe to resume, or a new --out."
-                    )
+        differs = mismatch(run_dir, recipe)
+        if differs:
+            raise ConfigError(f"{run_dir} was built with {differs}: stored shards would not match. "
+                              "Use the same recipe to resume, or a new --out.")
         save_recipe(run_dir, recipe)
         return False
     # the classifier scores the classes of the FIRST build (its scores are stored): `classify.emotions`, None = all of
@@ -95,6 +93,23 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> bool:
     shards.write_json_atomic(manifest, {**wanted, "classifier_emotions": recipe.classify.emotions})
     save_recipe(run_dir, recipe)
     return True
+
+
+def mismatch(run_dir: Path, recipe: CurateRecipe) -> Optional[str]:
+    """What differs between the inputs and models RUN/run.json records and `recipe`'s; None if nothing (or no run.json)."""
+    manifest = Path(run_dir) / MANIFEST
+    if not manifest.exists():
+        return None
+    have = json.loads(manifest.read_text())
+    wanted = json.loads(json.dumps(_identity(recipe)))
+    scored = have.get("classifier_emotions")
+    if recipe.classify.emotions is not None and recipe.classify.emotions != scored:
+        return f"models classify.emotions={scored!r}, this command asks for {recipe.classify.emotions!r}"
+    for part in ("inputs", "models"):
+        for key, value in wanted[part].items():
+            if have.get(part, {}).get(key) != value:
+                return f"{part} {key}={have.get(part, {}).get(key)!r}, this command asks for {value!r}"
+    return None
 
 
 def unpin(run_dir: Path, made_dir: bool) -> None:

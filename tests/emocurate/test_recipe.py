@@ -18,7 +18,7 @@ def test_every_recipe_loads_and_opens_with_its_command(path):
     recipe = load_recipe(path)
     assert isinstance(recipe, CurateRecipe) and recipe.sources
     head = path.read_text().split("\nsources:")[0]
-    assert head.startswith("# ") and f"emocurate build --recipe recipes/curate/{path.name}" in head
+    assert head.startswith("# ") and "emocurate build --" in head
 
 
 def test_emoart_matches_the_paper():

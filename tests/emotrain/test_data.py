@@ -79,5 +79,6 @@ def test_parquet_folder_and_dataset_dict_and_missing(tmp_path, tiny_dataset):
         load_training_dataset(str(tmp_path / "dd"), "val")
     with pytest.raises(DatasetError, match="neither an existing folder nor a Hub id"):
         load_training_dataset(str(tmp_path / "nothing"))
-    with pytest.raises(DatasetError, match="could not load dataset 'nobody/no-such-dataset'.*no local folder of that name"):
+    with pytest.raises(DatasetError, match="'nobody/no-such-dataset' is not a local folder and not in the Hugging Face cache, "
+                                           "and HF_HUB_OFFLINE=1 forbids downloading it"):
         load_training_dataset("nobody/no-such-dataset")  # HF_HUB_OFFLINE=1 in tests: fails fast, no traffic

@@ -72,7 +72,9 @@ def test_bad_override_and_missing_run(tmp_path, tiny_dataset):
 def test_zero_rows_and_a_file_out_are_one_error_line(tmp_path, make_dataset, tiny_overrides, monkeypatch):
     monkeypatch.delenv("EMOCURATE_DEBUG", raising=False)
     empty = make_dataset(tmp_path / "empty", n=0)
-    result = runner.invoke(app, ["fit", "--dataset", empty, "--out", str(tmp_path / "run"), *tiny_overrides])
+    # --recipe given: without it, a first line says the paper's settings are used (issue 15)
+    result = runner.invoke(app, ["fit", "--dataset", empty, "--recipe", "demo", "--out", str(tmp_path / "run"),
+                                 *tiny_overrides])
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1 and "has no rows" in lines[0], result.output
     assert lines[0].startswith("error: ") and "Traceback" not in result.output and "IndexError" not in result.output

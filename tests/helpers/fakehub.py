@@ -3,7 +3,8 @@
 Repos live in memory (one snapshot of {path: bytes} per commit). It serves create_repo, upload_folder / create_commit
 (preupload, LFS batch + upload + verify, NDJSON commit), repo info, tree listing, paths-info and resolve (HEAD, GET,
 Range), which is enough for `HfApi.upload_folder`, `push_to_hub`, `hf_hub_download` and `load_dataset("user/name")`.
-It is not the Hub: no auth scopes, no branches other than "main", no xet (set HF_HUB_DISABLE_XET=1).
+It is not the Hub: no auth scopes (any token reads a private repo; no token gets 401 RepoNotFound), no branches other
+than "main", no xet (set HF_HUB_DISABLE_XET=1).
 
 Clients read HF_ENDPOINT=hub.url at import time (run them in a subprocess with `hub.env()`); `datasets` must also be
 told `datasets.config.USE_PARQUET_EXPORT = False`, or it asks `datasets-server.<endpoint host>` for exported infos.
@@ -92,6 +93,12 @@ class FakeHub:
             self.repos[(repo_type, repo_id)] = repo
             return True
 
+    def add_files(self, repo_type: str, repo_id: str, files: dict[str, bytes], private: bool = False) -> None:
+        """Create a repo (if needed) holding `files`, as one commit: seeds a repo without a client upload."""
+        self.create(repo_type, repo_id, private)
+        ops = [{"key": "file", "value": {"path": path, "content": base64.b64encode(data).decode()}} for path, data in files.items()]
+        self.commit(self.repos[(repo_type, repo_id)], ops, "seed")
+
     def commit(self, repo: Repo, ops: list[dict], summary: str) -> str:
         with self.lock:
             parent_sha, files = repo.commits[-1]
@@ -150,6 +157,9 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self.fake.repos.get((TYPES.get(kind, kind), repo_id))
         if repo is None:
             self._error(404, "RepoNotFound", f"Repository not found: {repo_id}", head=head)
+        elif repo.private and not self.headers.get("Authorization"):  # as the Hub: a private repo is invisible without a token
+            self._error(401, "RepoNotFound", f"Repository not found: {repo_id}", head=head)
+            return None
         return repo
 
     def _snapshot(self, repo: Repo, revision: str, head: bool = False):

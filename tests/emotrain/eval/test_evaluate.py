@@ -177,6 +177,9 @@ def test_missing_weights_fail_before_generating(data, tmp_path):
     clash = CliRunner().invoke(cli(), ["eval", "--baseline", "sd", "--images", f"sd-baseline={data / 'copy'}",
                                        "--out", str(tmp_path / "out"), "metrics=[sem_d]"])
     assert clash.exit_code == 2 and "error: --images names ['sd-baseline'] are taken" in clash.output
+    named = CliRunner().invoke(cli(), ["eval", "--config", "emoset", "--baseline", "sd", "--base-model", "tiny:sd",
+                                       "--real", str(data / "real"), "--out", str(tmp_path / "out")])
+    assert named.exit_code == 2 and "weights/inception-2015-12-05.pt" in named.output  # the shipped config, by name
 
 
 def test_sd_baseline_samples_with_the_eval_scheduler_not_the_pipeline_default(tmp_path):
