@@ -270,7 +270,7 @@ def precompute(training_set: "TrainingSet", rows: Sequence[int], plan_: Plan, en
                 tensors["rows"] = torch.tensor(shards[current], dtype=torch.int64)
                 if disk:
                     tmp = plan_.folder / f".{shard_name(current)}.{os.getpid()}.tmp"
-                    save_file(tensors, str(tmp))
+                    save_file(tensors, str(tmp), metadata={"rank": str(rank), "world": str(world)})
                     tmp.rename(plan_.folder / shard_name(current))  # a shard file that exists is complete
                 else:
                     memory[current] = tensors

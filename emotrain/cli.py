@@ -39,7 +39,8 @@ def _progress_bar(unit: str, fields: dict):
 
     class Rate(ProgressColumn):
         def render(self, task):
-            return Text(f"{task.speed:.2f} {unit}/s" if task.speed else f"- {unit}/s")
+            u = task.fields.get("unit", unit)
+            return Text(f"{task.speed:.2f} {u}/s" if task.speed else f"- {u}/s")
 
     return Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
@@ -101,9 +102,18 @@ def fit(
         timing["last"] = (step, time.perf_counter())
         bar.update(task, completed=step, total=total_steps, loss=f"{info.get('loss', float('nan')):.4f}")
 
+    cache_tasks: dict = {}
+
+    def cache_progress(name: str, advance: int = 0, total: Optional[int] = None) -> None:
+        """The feature-cache precompute (rows encoded) on its own line above the steps."""
+        if name not in cache_tasks:
+            cache_tasks[name] = bar.add_task(name, total=total, loss="-", unit="images")
+        bar.update(cache_tasks[name], advance=advance, **({"total": total} if total is not None else {}))
+
     try:
         with bar:
-            run = train(parsed, dataset, out, max_steps=max_steps, resume=resume, progress=progress)
+            run = train(parsed, dataset, out, max_steps=max_steps, resume=resume, progress=progress,
+                        cache_progress=cache_progress)
     except TrainingStopped as err:
         if _is_main_process():
             typer.secho(str(err), fg=typer.colors.YELLOW, err=True)

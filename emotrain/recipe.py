@@ -130,6 +130,8 @@ class OptimConfig:
     """Optimizer steps (paper: 130,000 iterations)."""
     max_grad_norm: float | None = None
     """Gradient clipping; None (paper) disables it."""
+    adam_8bit: bool = False
+    """bitsandbytes' 8-bit AdamW (optimizer state in 8 bits; needs `pip install bitsandbytes` and, for speed, a GPU)."""
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -160,6 +162,10 @@ class RunConfig:
     """Batch size of the CLIP image-embedding pass that builds the emotion clusters."""
     allow_tf32: bool = True
     """On Ampere+ GPUs, TF32 matmuls for the frozen models (faster; trained weights stay float32)."""
+    compile_unet: bool = False
+    """torch.compile the UNet (the first steps compile; later ones run faster on a GPU)."""
+    channels_last: bool = False
+    """UNet (and VAE) weights and activations in channels-last memory layout (often faster convolutions on GPUs)."""
     cpu_threads: int | None = None
     """torch intra-op threads when training on CPU (None: torch's default). Tiny models on busy shared cores run
     many times faster with 1."""

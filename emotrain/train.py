@@ -66,6 +66,7 @@ def train(
     from emotrain.model.conditioning import build_emotion_modules, encode_with_emotion, image_tokens, semantic_loss, word_embeddings
     from emotrain.data import ClipImages, ResumableSampler, TrainingSet, collate, load_training_dataset, oversample, validate
     from emotrain.generate import EmotionSampler, make_pipeline, save_grid
+    from emotrain.optimizer import adamw_class
     from emotrain.model.hilora import add_hilora, hilora_parameters, hilora_state_dict, load_hilora_state_dict, set_routing
 
     out = Path(out_dir)
@@ -150,9 +151,14 @@ def train(
         else:
             text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
     text_encoder.train(run.gradient_checkpointing)  # transformers checkpoints only in train mode; CLIP has no dropout
+    if run.channels_last:
+        unet.to(memory_format=torch.channels_last)
+        vae.to(memory_format=torch.channels_last)
+    if run.compile_unet:
+        unet.compile()  # in place: same module, same state-dict keys (checkpoints and HiLoRA routing unchanged)
     unet.train()  # SD's UNet has no dropout; HiLoRA neither
 
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw_class(optim.adam_8bit)(
         [*mapper.parameters(), *encoder.parameters(), *adapter_params],
         lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay, eps=optim.eps,
     )
