@@ -146,3 +146,35 @@ def test_disk_cost_is_stated_and_checked(tmp_path, monkeypatch):
     free["bytes"] = 200 * 2**30
     full = cache.plan(DataConfig(cache="auto"), 118_102, emoset, tmp_path, key)
     assert full.mode == "disk" and full.layout.token_shape == (257, 1024) and "70.1 GB" in full.message
+
+
+@pytest.mark.slow
+def test_two_ranks_encode_alternate_shards(tmp_path, tiny_dataset, tiny_overrides):
+    """Under `accelerate launch` with 2 CPU ranks, shard i is written by rank i % 2 (6 shards of 4 rows); then both
+    ranks train from the complete cache."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    script = tmp_path / "fit.py"
+    script.write_text("from emotrain import cache\ncache.SHARD_ROWS = 4\nfrom emotrain.cli import app\napp()\n")
+    root = tmp_path / "features"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
+           "--main_process_port", str(port), str(script), "fit", "--dataset", tiny_dataset, "--out",
+           str(tmp_path / "run"), *tiny_overrides, "optim.batch_size=1", "optim.max_steps=2", f"data.cache_dir={root}"]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": str(REPO)}
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [folder] = _folders(root)
+    assert (folder / cache.MANIFEST).is_file()
+    from safetensors import safe_open
+
+    writers = {}
+    for i in range(6):
+        with safe_open(str(folder / cache.shard_name(i)), "pt") as f:
+            writers[i] = (f.metadata()["rank"], f.metadata()["world"])
+    assert writers == {i: (str(i % 2), "2") for i in range(6)}
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 2
