@@ -159,8 +159,9 @@ def plan(cfg: "DataConfig", rows: int, full: Layout, root: Path, key: dict) -> P
             return Plan("disk", lay, folder, f"feature cache {where}: {cost(lay)}{note}")
         if cfg.cache == "disk":
             hint = f", data.cache_image_tokens=false ({human(need(lean))})" if lay is not lean else ""
+            hint += ", data.cache_dtype=fp16 (half)" if cfg.cache_dtype == "fp32" else ""
             raise ValueError(f"data.cache=disk needs {human(need(lay))} {where}: set data.cache_dir to a larger disk"
-                             f"{hint}, data.cache_dtype=fp16, or data.cache=off")
+                             f"{hint}, or data.cache=off")
     return Plan("off", message=f"feature cache off: {cost(lean)} does not fit under {root} ({human(free)} free); the "
                                "frozen encoders run every step (set data.cache_dir to a larger disk)")
 
@@ -418,12 +419,15 @@ def token_batches(cache: FeatureCache, rows: Sequence[int], batch_size: int) -> 
         yield chunk, torch.stack([cache.get(row, False)["image_tokens"] for row in chunk])
 
 
-def make_key(recipe, validated, training_set: "TrainingSet", encode_dtype: "torch.dtype", caption: bool) -> dict:
-    """Everything the cached tensors depend on; any change gives another folder."""
+def make_key(recipe, validated, training_set: "TrainingSet", rows: Sequence[int], encode_dtype: "torch.dtype",
+             caption: bool) -> dict:
+    """Everything the cached tensors depend on, including which rows are cached (data.emotions picks them); any change
+    gives another folder."""
     cfg = recipe.data
     return {
         "format": FORMAT,
         "shard_rows": SHARD_ROWS,
+        "rows": {"count": len(rows), "hash": hashlib.sha256(",".join(map(str, rows)).encode()).hexdigest()[:16]},
         "dataset": dataset_fingerprint(validated.dataset, validated.labels, validated.dataset[cfg.caption_column]),
         "split": cfg.split,
         "columns": [cfg.image_column, cfg.emotion_column, cfg.caption_column],

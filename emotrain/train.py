@@ -179,7 +179,7 @@ def train(
     cached_rows = sorted(set(indices))
     features = None
     if recipe.data.cache != "off":
-        key = cache.make_key(recipe, validated, training_set, weight_dtype, recipe.loss.semantic)
+        key = cache.make_key(recipe, validated, training_set, cached_rows, weight_dtype, recipe.loss.semantic)
         encoders = cache.Encoders(vae, vision, text_encoder, text_projection, accelerator.device, weight_dtype)
         features = cache.prepare(accelerator, recipe.data, training_set, cached_rows, encoders, key, layout,
                                  cache_progress if main else None)

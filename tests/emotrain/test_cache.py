@@ -117,11 +117,15 @@ def test_changed_key_starts_a_new_cache(tmp_path, tiny_dataset, tiny_recipe, mak
     edited = make_dataset(tmp_path / "edited", edit=edit, counts=[8, 6, 6, 4])
     _, other_captions = _run(tiny_recipe(*base), edited, tmp_path / "d")
     assert other_captions[0] == (0, 24)
+
+    _, no_tokens = _run(tiny_recipe(*base, "data.cache_image_tokens=false"), tiny_dataset, tmp_path / "e")
+    assert no_tokens[0] == (0, 24)  # latents + captions only: the CLIP tower runs each step
     folders = _folders(root)
-    assert len(folders) == 3 and one in folders
+    assert len(folders) == 4 and one in folders
     keys = [json.loads((f / "key.json").read_text())["key"] for f in folders]
-    assert sorted(k["resolution"] for k in keys) == [16, 32, 32]
+    assert sorted(k["resolution"] for k in keys) == [16, 32, 32, 32]
     assert len({k["dataset"]["labels_captions"] for k in keys}) == 2
+    assert sorted("image_tokens" in k["tensors"] for k in keys) == [False, True, True, True]
 
 
 def test_disk_cost_is_stated_and_checked(tmp_path, monkeypatch):
