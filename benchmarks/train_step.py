@@ -1,6 +1,6 @@
 """Training-step time of CoEmoGen three ways on the same batch, steps interleaved, medians:
 (a) today's uncached step: VAE encoder + CLIP image tower + caption text encoder every step, then the method;
-(b) the cached step: latent mean/std, image tokens and caption embedding read from a real disk cache (emotrain/cache.py,
+(b) the cached step: latent mean/std, image tokens and caption embedding read from a real disk cache (emotrain/cache_shards.py,
     DataLoader + collate included), a fresh latent draw, then the method;
 (c) the method's limit: mapper + visual-perception encoder + text encoder with the emotion token (with grad) + HiLoRA
     UNet forward/backward + loss + AdamW step, inputs already in memory.
@@ -163,7 +163,7 @@ def uncached(m: Models, batch: dict, onehot, amp) -> None:
 
 def cached(m: Models, loader_iter, onehot, amp) -> None:
     """(b): a batch from the disk cache (read + collate + host-to-device), a fresh latent draw, then the method."""
-    from emotrain.cache import sample_latents
+    from emotrain.cache_shards import sample_latents
 
     batch = next(loader_iter)
     mean, std, tokens, caption = (batch[k].to(m.device, m.dtype, non_blocking=True)
@@ -193,19 +193,19 @@ class Rows:
 
 
 def build_cache(m: Models, rows: Rows, folder: Path, batch: int, size: int):
-    """A real disk cache of `rows` written by emotrain.cache.precompute, and a DataLoader over it in training order."""
-    from emotrain import cache
+    """A real disk cache of `rows` written by emotrain.cache_shards.precompute, and a DataLoader over it in training order."""
+    from emotrain import cache, cache_shards
     from emotrain.data import collate
 
     layout = cache.Layout((4, size // 8, size // 8), (257, m.vision.config.hidden_size), m.projection.out_features,
                           (False,))
     plan = cache.Plan("disk", layout, folder)
-    enc = cache.Encoders(m.vae, m.vision, m.text, m.projection, m.device, m.dtype)
+    enc = cache_shards.Encoders(m.vae, m.vision, m.text, m.projection, m.device, m.dtype)
     keys = list(range(len(rows)))
-    cache.precompute(rows, keys, plan, enc, {"benchmark": True}, batch_size=batch, dtype="fp16" if m.dtype != torch.float32
-                     else "fp32")
-    cache.finish(plan, keys)
-    served = cache.CachedTrainingSet(rows, cache.FeatureCache(keys, layout, folder=folder))
+    cache_shards.precompute(rows, keys, plan, enc, {"benchmark": True}, batch_size=batch,
+                            dtype="fp32" if m.dtype == torch.float32 else "fp16")
+    cache_shards.finish(plan, keys)
+    served = cache_shards.CachedTrainingSet(rows, cache_shards.FeatureCache(keys, layout, folder=folder))
 
     def forever():
         while True:
@@ -299,7 +299,7 @@ def main(argv=None):
             data = build_cache(m, rows, Path(tmp) / "cache", batch_size, size)
             first = next(data)
             inputs = {k: first[k].to(device, dtype) for k in ("latent_mean", "latent_std", "image_tokens", "caption_embeds")}
-            from emotrain.cache import sample_latents
+            from emotrain.cache_shards import sample_latents
 
             latents = sample_latents(inputs["latent_mean"], inputs["latent_std"]) * 0.18215
             variants = {

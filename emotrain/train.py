@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from emotrain.cache import CacheProgress
+from emotrain.cache_shards import CacheProgress
 from emotrain.recipe import TrainRecipe
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def train(
     from emocurate.core.config import to_dict
     from emocurate.core.emotions import POLARITY
     from emocurate.core.tiny import resolve
-    from emotrain import cache, checkpoint
+    from emotrain import cache, cache_shards, checkpoint
     from emotrain.card import write_card
     from emotrain.model.clusters import ClusterAccumulator, EmotionClusters
     from emotrain.model.conditioning import build_emotion_modules, encode_with_emotion, image_tokens, semantic_loss, word_embeddings
@@ -180,7 +180,7 @@ def train(
     features = None
     if recipe.data.cache != "off":
         key = cache.make_key(recipe, validated, training_set, cached_rows, weight_dtype, recipe.loss.semantic)
-        encoders = cache.Encoders(vae, vision, text_encoder, text_projection, accelerator.device, weight_dtype)
+        encoders = cache_shards.Encoders(vae, vision, text_encoder, text_projection, accelerator.device, weight_dtype)
         features = cache.prepare(accelerator, recipe.data, training_set, cached_rows, encoders, key, layout,
                                  cache_progress if main else None)
     cached_tokens = features is not None and features.layout.token_shape is not None
@@ -192,7 +192,7 @@ def train(
         acc = ClusterAccumulator(emotions)
         if cached_tokens:  # read back, not re-encoded
             mine = cached_rows[accelerator.process_index::accelerator.num_processes]
-            for rows_, tokens in cache.token_batches(features, mine, run.cluster_batch_size):
+            for rows_, tokens in cache_shards.token_batches(features, mine, run.cluster_batch_size):
                 acc.add(tokens.to(accelerator.device, weight_dtype), [emotions[training_set.emotion_index[r]] for r in rows_])
         else:
             shard = range(accelerator.process_index, len(training_set), accelerator.num_processes)
@@ -238,7 +238,7 @@ def train(
 
     sampler = ResumableSampler(indices, run.seed, optim.batch_size, accelerator.process_index,
                                accelerator.num_processes, start=position, flip=recipe.data.random_flip)
-    served = training_set if features is None else cache.CachedTrainingSet(training_set, features)
+    served = training_set if features is None else cache_shards.CachedTrainingSet(training_set, features)
     loader = torch.utils.data.DataLoader(served, batch_size=optim.batch_size, sampler=sampler, collate_fn=collate,
                                          num_workers=num_workers, pin_memory=on_gpu, persistent_workers=num_workers > 0,
                                          generator=torch.Generator().manual_seed(run.seed))  # leaves the global RNG alone
@@ -282,7 +282,7 @@ def train(
                     if "latent_mean" in batch:  # a fresh draw each step, the same random numbers as latent_dist.sample()
                         mean, std = (batch[k].to(accelerator.device, weight_dtype, non_blocking=True)
                                      for k in ("latent_mean", "latent_std"))  # (B, 4, R/8, R/8)
-                        latents = cache.sample_latents(mean, std) * vae.config.scaling_factor
+                        latents = cache_shards.sample_latents(mean, std) * vae.config.scaling_factor
                     else:
                         pixels = batch["pixel_values"].to(accelerator.device, weight_dtype)  # (B, 3, R, R)
                         latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor  # (B, 4, R/8, R/8)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from emotrain import cache
+from emotrain import cache, cache_shards
 from emotrain.train import train
 from tests.helpers.paths import REPO
 
@@ -57,10 +57,10 @@ def test_killed_precompute_resumes(tmp_path, tiny_dataset, tiny_overrides):
     killed = tmp_path / "killed"
     script = textwrap.dedent(f"""
         import os, signal
-        from emotrain import cache
+        from emotrain import cache_shards
         from emotrain.recipe import load_recipe
         from emotrain.train import train
-        cache.SHARD_ROWS = 4
+        cache_shards.SHARD_ROWS = 4
         done = []
         def progress(task, advance=0, total=None):
             done.append(advance)
@@ -74,11 +74,11 @@ def test_killed_precompute_resumes(tmp_path, tiny_dataset, tiny_overrides):
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     [folder] = _folders(killed)
     assert sorted(p.name for p in folder.glob("shard-*")) == ["shard-00000.safetensors", "shard-00001.safetensors"]
-    assert not (folder / cache.MANIFEST).exists()
+    assert not (folder / cache_shards.MANIFEST).exists()
     (folder / ".shard-00002.safetensors.99999.tmp").write_bytes(b"half a shard")  # as a kill during a write leaves
 
     mp = pytest.MonkeyPatch()
-    mp.setattr(cache, "SHARD_ROWS", 4)
+    mp.setattr(cache_shards, "SHARD_ROWS", 4)
     try:
         from emotrain.recipe import load_recipe
 
@@ -162,7 +162,7 @@ def test_two_ranks_encode_alternate_shards(tmp_path, tiny_dataset, tiny_override
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     script = tmp_path / "fit.py"
-    script.write_text("from emotrain import cache\ncache.SHARD_ROWS = 4\nfrom emotrain.cli import app\napp()\n")
+    script.write_text("from emotrain import cache_shards\ncache_shards.SHARD_ROWS = 4\nfrom emotrain.cli import app\napp()\n")
     root = tmp_path / "features"
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_ip", "127.0.0.1",
@@ -173,12 +173,12 @@ def test_two_ranks_encode_alternate_shards(tmp_path, tiny_dataset, tiny_override
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     [folder] = _folders(root)
-    assert (folder / cache.MANIFEST).is_file()
+    assert (folder / cache_shards.MANIFEST).is_file()
     from safetensors import safe_open
 
     writers = {}
     for i in range(6):
-        with safe_open(str(folder / cache.shard_name(i)), "pt") as f:
+        with safe_open(str(folder / cache_shards.shard_name(i)), "pt") as f:
             writers[i] = (f.metadata()["rank"], f.metadata()["world"])
     assert writers == {i: (str(i % 2), "2") for i in range(6)}
     assert json.loads((tmp_path / "run" / "config.json").read_text())["steps"] == 2
