@@ -184,6 +184,8 @@ def train(
         features = cache.prepare(accelerator, recipe.data, training_set, cached_rows, encoders, key, layout,
                                  cache_progress if main else None)
     cached_tokens = features is not None and features.layout.token_shape is not None
+    if cached_tokens:  # the image tower is not run again (clusters come from the cache): its GPU memory goes back
+        vision.to("cpu")
 
     clusters_path = out / "emotion_clusters.safetensors"
     reuse = resume_from is not None and clusters_path.exists()  # a fresh run always recomputes them
