@@ -8,8 +8,9 @@
 Default: the mid-size UNet of hilora_step.py (64/128/256, 32x32 latents, 256 px images) on CPU (fp32, 1 thread, process
 CPU time), with a VAE, CLIP vision tower and text encoder whose forward FLOPs stand to the UNet's as SD 1.5's do (the
 FLOP table printed first, counted on the meta device, shows both). `--full`: SD 1.5 sizes at 512 px on a CUDA GPU (bf16),
-also steps/s, images/s and peak memory at batch 1 and 8; `--full --dry-run` builds the full-size models on the meta
-device and prints their FLOPs (no GPU needed). `--switches` also times channels-last and batch 1 vs B (`--compile`: torch.compile too).
+also steps/s, images/s and peak memory at batch 1 and 8; `--dry-run` builds the full-size models on the meta device and
+runs one step of each variant at mid-size on CPU (no GPU needed). `--switches` also times channels-last and batch 1 vs
+B (`--compile`: torch.compile too).
 
     python benchmarks/train_step.py                 # CPU: a few minutes on a busy 2-core machine
     python benchmarks/train_step.py --full          # GPU
@@ -251,7 +252,8 @@ def main(argv=None):
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="SD 1.5 sizes, 512 px, bf16, CUDA")
-    parser.add_argument("--dry-run", action="store_true", help="with --full: build on the meta device, print FLOPs, exit")
+    parser.add_argument("--dry-run", action="store_true", help="full-size models on the meta device (FLOPs), then one "
+                        "step of each variant at mid-size on CPU: checks every path but the GPU's")
     parser.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 8 CPU, 30 full)")
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--batch", type=int, default=8)
@@ -270,13 +272,13 @@ def main(argv=None):
     for name in mid:
         print(f"  {name:18s} {mid[name]:24.1f} {full[name]:14.1f}          {mid[name] / mid['UNet']:.2f} / "
               f"{full[name] / full['UNet']:.2f}")
-    if args.dry_run:
-        print("dry run: full-size models build; no step timed")
-        return
+    if args.dry_run:  # every code path but the GPU's, quickly: not a measurement
+        print("dry run: the full-size models build (meta device); one step of each variant at mid-size on CPU, batch 2")
+        args.full, args.steps, args.warmup, args.batch = False, 1, 0, 2
 
     device = torch.device("cuda" if args.full else "cpu")
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit("no CUDA GPU here: --full needs one (--full --dry-run checks the models build)")
+        raise SystemExit("no CUDA GPU here: --full needs one (--dry-run checks the code paths on CPU)")
     clock = args.clock or ("cpu" if device.type == "cpu" else "wall")
     if device.type == "cpu" or args.threads:
         torch.set_num_threads(args.threads or 1)
@@ -315,11 +317,10 @@ def main(argv=None):
                 torch.cuda.reset_peak_memory_stats()
             med = run_variants(variants, steps, args.warmup, device, clock)
             results[batch_size] = med
+            for k, v in med.items():
+                print(f"  {k:28s} {1 / v:6.2f} steps/s  {batch_size / v:7.2f} images/s")
             if device.type == "cuda":
-                peak = torch.cuda.max_memory_allocated() / 2**30
-                for k, v in med.items():
-                    print(f"  {k:28s} {1 / v:6.2f} steps/s  {batch_size / v:7.2f} images/s")
-                print(f"  peak GPU memory (all three variants' models): {peak:.1f} GiB")
+                print(f"  peak GPU memory (all three variants' models): {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB")
             if args.switches:
                 switches(m, args, batch, inputs, latents, onehot, amp, device, clock, steps, med["(c) method limit"])
         del m
