@@ -45,7 +45,7 @@ class _Inputs:
         self.ts = training_set
 
     def __getitem__(self, key: tuple[int, bool]) -> dict:
-        return {**self.ts[key], "flip": key[1], "row": int(key[0])}
+        return {**self.ts[key], "flip": key[1]}
 
     def __len__(self) -> int:
         return len(self.ts)
