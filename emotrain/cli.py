@@ -130,9 +130,18 @@ def fit(
     def progress(step: int, total_steps: int, info: dict) -> None:
         bar.update(step, total_steps, loss=f"{info.get('loss', float('nan')):.4f}")
 
+    cache_bar, cached = _Bar("feature cache", "images"), {"done": 0, "total": None}
+
+    def cache_progress(name: str, advance: int = 0, total: Optional[int] = None) -> None:
+        """The feature-cache precompute (rows encoded): its own bar, before the steps start."""
+        cached["total"] = total if total is not None else cached["total"]
+        cached["done"] += advance
+        cache_bar.update(cached["done"], cached["total"])
+
     try:
-        with bar:
-            run = train(parsed, dataset, out, max_steps=max_steps, resume=resume, progress=progress)
+        with cache_bar, bar:
+            run = train(parsed, dataset, out, max_steps=max_steps, resume=resume, progress=progress,
+                        cache_progress=cache_progress)
     except TrainingStopped as err:
         if _is_main_process():
             typer.secho(str(err), fg=typer.colors.YELLOW, err=True)

@@ -347,12 +347,9 @@ class ResumableSampler:
 
 
 def collate(samples: list[dict]) -> dict:
+    """Stack each field: images or cached features (B, ...), the emotion index (B,)."""
     import torch
 
-    return {
-        "pixel_values": torch.stack([s["pixel_values"] for s in samples]),
-        "clip_pixel_values": torch.stack([s["clip_pixel_values"] for s in samples]),
-        "emotion": torch.tensor([s["emotion"] for s in samples]),
-        "caption_ids": torch.stack([s["caption_ids"] for s in samples]),
-    }
+    return {k: torch.tensor([s[k] for s in samples]) if k == "emotion" else torch.stack([s[k] for s in samples])
+            for k in samples[0]}
 

@@ -40,14 +40,33 @@ class DataConfig:
     """Random oversampling (seeded) so every emotion has as many samples as the largest one (paper, following EmoGen)."""
     validate_images: bool = True
     """Decode every image before the first step; undecodable ones make the run stop with a report."""
-    num_workers: int = 0
+    num_workers: int | None = None
+    """DataLoader worker processes per rank; None: 4 on a GPU (with pinned memory), 0 on CPU."""
+    cache: Literal["auto", "memory", "disk", "off"] | bool = "auto"
+    """Frozen-encoder outputs computed once before training (VAE latent mean + std, CLIP image tokens, caption
+    embedding; see emotrain/cache.py): disk | memory (this process's RAM, nothing written) | off (encoders every step) |
+    auto (disk where it fits on data.cache_dir's filesystem, else latents + captions only, else off). YAML reads a bare
+    off / on as false / true: they mean "off" / "auto"."""
+    cache_dir: str | None = None
+    """Where disk caches live (one folder per key); None: $EMOTRAIN_CACHE, else ~/.cache/emotrain/features. On several
+    nodes it must be a filesystem every node sees."""
+    cache_dtype: Literal["fp32", "fp16", "bf16"] = "fp16"
+    """Storage dtype of cached tensors (EmoSet-118K's image tokens: ~62 GB in fp16, ~124 GB in fp32)."""
+    cache_image_tokens: bool = True
+    """false: cache latents and captions only; the CLIP image tower then runs every step (the tokens are the big part)."""
+    cache_batch_size: int = 32
+    """Batch size of the precompute pass."""
 
     def __post_init__(self) -> None:
+        if isinstance(self.cache, bool):
+            self.cache = "auto" if self.cache else "off"
+        if self.cache_batch_size < 1:
+            raise ValueError(f"data.cache_batch_size must be >= 1; got {self.cache_batch_size}")
         if self.emotions is not None:
             self.emotions = list(check_emotions(self.emotions))
         if self.resolution < 8 or self.resolution % 8:
             raise ValueError(f"resolution must be a positive multiple of 8; got {self.resolution}")
-        if self.num_workers < 0:
+        if self.num_workers is not None and self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0; got {self.num_workers}")
 
 
@@ -134,6 +153,8 @@ class OptimConfig:
     """Optimizer steps (paper: 130,000 iterations)."""
     max_grad_norm: float | None = None
     """Gradient clipping; None (paper) disables it."""
+    adam_8bit: bool = False
+    """bitsandbytes' 8-bit AdamW (optimizer state in 8 bits; needs `pip install bitsandbytes` and, for speed, a GPU)."""
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
@@ -168,6 +189,10 @@ class RunConfig:
     """Batch size of the CLIP image-embedding pass that builds the emotion clusters."""
     allow_tf32: bool = True
     """On Ampere+ GPUs, TF32 matmuls for the frozen models (faster; trained weights stay float32)."""
+    compile_unet: bool = False
+    """torch.compile the UNet (the first steps compile; later ones run faster on a GPU)."""
+    channels_last: bool = False
+    """UNet (and VAE) weights and activations in channels-last memory layout (often faster convolutions on GPUs)."""
     cpu_threads: int | None = None
     """torch intra-op threads when training on CPU (None: torch's default). Tiny models on busy shared cores run
     many times faster with 1."""

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from emocurate.core.filemode import follow_umask
+from emotrain.cache_shards import CacheProgress
 from emotrain.recipe import TrainRecipe
 
 logger = logging.getLogger(__name__)
@@ -45,8 +46,10 @@ def train(
     max_steps: int | None = None,
     resume: str | None = None,
     progress: Progress | None = None,
+    cache_progress: CacheProgress | None = None,
 ) -> Path:
-    """Train CoEmoGen on `dataset` into the run folder `out_dir`; returns the folder. `resume`: 'latest' or a path."""
+    """Train CoEmoGen on `dataset` into the run folder `out_dir`; returns the folder. `resume`: 'latest' or a path.
+    `cache_progress(task, advance, total)` follows the feature-cache precompute (rank 0 only)."""
     import torch
     import torch.nn.functional as F
     from accelerate import Accelerator, DistributedDataParallelKwargs
@@ -58,12 +61,13 @@ def train(
     from emocurate.core.config import to_dict
     from emocurate.core.emotions import POLARITY
     from emocurate.core.tiny import resolve
-    from emotrain import checkpoint
+    from emotrain import cache, cache_shards, checkpoint
     from emotrain.card import write_card
     from emotrain.model.clusters import ClusterAccumulator, EmotionClusters, pick_sample
     from emotrain.model.conditioning import build_emotion_modules, encode_with_emotion, image_tokens, semantic_loss, word_embeddings
     from emotrain.data import ClipImages, ResumableSampler, TrainingSet, collate, load_training_dataset, oversample, validate
     from emotrain.generate import EmotionSampler, make_pipeline, save_grid
+    from emotrain.optimizer import adamw_class
     from emotrain.model.hilora import add_hilora, hilora_parameters, hilora_state_dict, load_hilora_state_dict, set_routing
 
     out = Path(out_dir)
@@ -148,9 +152,14 @@ def train(
         else:
             text_encoder.gradient_checkpointing_enable(gradient_checkpointing_kwargs=no_reentrant)
     text_encoder.train(run.gradient_checkpointing)  # transformers checkpoints only in train mode; CLIP has no dropout
+    if run.channels_last:
+        unet.to(memory_format=torch.channels_last)
+        vae.to(memory_format=torch.channels_last)
+    if run.compile_unet:
+        unet.compile()  # in place: same module, same state-dict keys (checkpoints and HiLoRA routing unchanged)
     unet.train()  # SD's UNet has no dropout; HiLoRA neither
 
-    optimizer = torch.optim.AdamW(
+    optimizer = adamw_class(optim.adam_8bit)(
         [*mapper.parameters(), *encoder.parameters(), *adapter_params],
         lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay, eps=optim.eps,
     )
@@ -159,23 +168,50 @@ def train(
     crop = processor.crop_size  # a dict-like {"height", "width"} (SizeDict in transformers 5)
     clip_size = int(getattr(crop, "height", None) or crop["height"])
     training_set = TrainingSet(validated, recipe.data, tokenizer, clip_size, processor.image_mean, processor.image_std)
+    on_gpu = accelerator.device.type == "cuda"
+    num_workers = recipe.data.num_workers if recipe.data.num_workers is not None else (4 if on_gpu else 0)
+
+    # ---- feature cache: the frozen encoders' outputs, computed once (emotrain/cache.py) ----------------------------
+    latent_size = recipe.data.resolution // 2 ** (len(vae.config.block_out_channels) - 1)
+    layout = cache.Layout(latent_shape=(vae.config.latent_channels, latent_size, latent_size),
+                          token_shape=((vision.config.image_size // vision.config.patch_size) ** 2 + 1, image_dim),
+                          caption_dim=text_projection.out_features if recipe.loss.semantic else None,
+                          views=(False, True) if recipe.data.random_flip else (False,))
+    cached_rows = sorted(set(indices))
+    features = None
+    if recipe.data.cache != "off":
+        key = cache.make_key(recipe, validated, training_set, cached_rows, weight_dtype, recipe.loss.semantic)
+        encoders = cache_shards.Encoders(vae, vision, text_encoder, text_projection, accelerator.device, weight_dtype)
+        features = cache.prepare(accelerator, recipe.data, training_set, cached_rows, encoders, key, layout,
+                                 cache_progress if main else None)
+    cached_tokens = features is not None and features.layout.token_shape is not None
+    if cached_tokens:  # the image tower is not run again (clusters come from the cache): its GPU memory goes back
+        vision.to("cpu")
+
     clusters_path = out / "emotion_clusters.safetensors"
     reuse = resume_from is not None and clusters_path.exists()  # a fresh run always recomputes them
     if not broadcast_object_list([reuse])[0]:  # rank 0's view of the (shared) run folder decides
-        # Each rank embeds a shard of the images; the float64 sums and the picked token sets are added up across ranks.
-        shard = list(range(accelerator.process_index, len(training_set), accelerator.num_processes))
-        loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ClipImages(training_set), shard),
-                                             batch_size=run.cluster_batch_size, num_workers=recipe.data.num_workers)
+        # Each rank embeds a shard of the images (or reads them back from the cache); the float64 sums and the picked
+        # token sets are added up across ranks.
         picks = pick_sample(validated.labels, emotions, recipe.clusters.sample_images, run.seed)
         acc = ClusterAccumulator(emotions, picks, recipe.clusters.components)
-        seen = 0
-        with torch.no_grad():
-            for pixels, emotion_index in loader:
-                rows, seen = shard[seen:seen + len(emotion_index)], seen + len(emotion_index)  # loader keeps order
-                keep = emotion_index >= 0
-                tokens = image_tokens(vision, pixels[keep].to(accelerator.device, weight_dtype))  # (b, T, Dv)
-                acc.add(tokens, [emotions[int(k)] for k in emotion_index[keep]],
-                        [r for r, k in zip(rows, keep.tolist()) if k])
+        if cached_tokens:  # read back, not re-encoded
+            mine = cached_rows[accelerator.process_index::accelerator.num_processes]
+            for rows_, tokens in cache_shards.token_batches(features, mine, run.cluster_batch_size):
+                acc.add(tokens.to(accelerator.device, weight_dtype),
+                        [emotions[training_set.emotion_index[r]] for r in rows_], list(rows_))
+        else:
+            shard = list(range(accelerator.process_index, len(training_set), accelerator.num_processes))
+            loader = torch.utils.data.DataLoader(torch.utils.data.Subset(ClipImages(training_set), shard),
+                                                 batch_size=run.cluster_batch_size, num_workers=num_workers)
+            seen = 0
+            with torch.no_grad():
+                for pixels, emotion_index in loader:
+                    rows, seen = shard[seen:seen + len(emotion_index)], seen + len(emotion_index)  # loader keeps order
+                    keep = emotion_index >= 0
+                    tokens = image_tokens(vision, pixels[keep].to(accelerator.device, weight_dtype))  # (b, T, Dv)
+                    acc.add(tokens, [emotions[int(k)] for k in emotion_index[keep]],
+                            [r for r, k in zip(rows, keep.tolist()) if k])
         token_shape = ((vision.config.image_size // vision.config.patch_size) ** 2 + 1, vision.config.hidden_size)
         totals = [accelerator.reduce(t.to(accelerator.device), "sum") for t in acc.totals(token_shape)]
         picked = {e: accelerator.reduce(acc.picked(e, token_shape).to(accelerator.device), "sum") for e in emotions}
@@ -213,8 +249,9 @@ def train(
 
     sampler = ResumableSampler(indices, run.seed, optim.batch_size, accelerator.process_index,
                                accelerator.num_processes, start=position, flip=recipe.data.random_flip)
-    loader = torch.utils.data.DataLoader(training_set, batch_size=optim.batch_size, sampler=sampler, collate_fn=collate,
-                                         num_workers=recipe.data.num_workers,
+    served = training_set if features is None else cache_shards.CachedTrainingSet(training_set, features)
+    loader = torch.utils.data.DataLoader(served, batch_size=optim.batch_size, sampler=sampler, collate_fn=collate,
+                                         num_workers=num_workers, pin_memory=on_gpu, persistent_workers=num_workers > 0,
                                          generator=torch.Generator().manual_seed(run.seed))  # leaves the global RNG alone
     data = iter(loader)
 
@@ -252,15 +289,26 @@ def train(
             with accelerator.accumulate(unet, mapper, encoder):
                 emotion = batch["emotion"].to(accelerator.device)  # (B,)
                 onehot = F.one_hot(emotion, len(emotions)).float()  # (B, E)
-                with torch.no_grad():
-                    pixels = batch["pixel_values"].to(accelerator.device, weight_dtype)  # (B, 3, R, R)
-                    latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor  # (B, 4, R/8, R/8)
-                    clip_pixels = batch["clip_pixel_values"].to(accelerator.device, weight_dtype)  # (B, 3, S, S)
-                    v = image_tokens(vision, clip_pixels)  # (B, T, Dv)
-                    if recipe.loss.semantic:
+                with torch.no_grad():  # cached tensors where the cache holds them, else the frozen encoders
+                    if "latent_mean" in batch:  # a fresh draw each step, the same random numbers as latent_dist.sample()
+                        mean, std = (batch[k].to(accelerator.device, weight_dtype, non_blocking=True)
+                                     for k in ("latent_mean", "latent_std"))  # (B, 4, R/8, R/8)
+                        latents = cache_shards.sample_latents(mean, std) * vae.config.scaling_factor
+                    else:
+                        pixels = batch["pixel_values"].to(accelerator.device, weight_dtype)  # (B, 3, R, R)
+                        latents = vae.encode(pixels).latent_dist.sample() * vae.config.scaling_factor  # (B, 4, R/8, R/8)
+                    if "image_tokens" in batch:
+                        v = batch["image_tokens"].to(accelerator.device, weight_dtype, non_blocking=True)  # (B, T, Dv)
+                    else:
+                        clip_pixels = batch["clip_pixel_values"].to(accelerator.device, weight_dtype)  # (B, 3, S, S)
+                        v = image_tokens(vision, clip_pixels)  # (B, T, Dv)
+                    if recipe.loss.semantic and "caption_embeds" in batch:
+                        caption = batch["caption_embeds"].to(accelerator.device, weight_dtype, non_blocking=True)  # (B, P)
+                    elif recipe.loss.semantic:
                         caption_ids = batch["caption_ids"].to(accelerator.device)
                         caption = text_projection(text_encoder(input_ids=caption_ids).pooler_output)  # (B, P) = T(c_i)
-                noise = torch.randn_like(latents)
+                # contiguous: the VAE may return channels-last latents, and randn_like would then draw in another order
+                noise = torch.randn_like(latents, memory_format=torch.contiguous_format)
                 timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (latents.shape[0],),
                                           device=latents.device)
                 noisy = noise_scheduler.add_noise(latents, noise, timesteps)

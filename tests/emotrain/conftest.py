@@ -14,6 +14,20 @@ def one_torch_thread():
     torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def feature_cache_in_tmp(tmp_path_factory):
+    """Training runs cache encoder outputs (data.cache=auto): under a session folder, never the user's ~/.cache."""
+    import os
+
+    before = os.environ.get("EMOTRAIN_CACHE")
+    os.environ["EMOTRAIN_CACHE"] = str(tmp_path_factory.mktemp("feature-cache"))
+    yield
+    if before is None:
+        os.environ.pop("EMOTRAIN_CACHE", None)
+    else:
+        os.environ["EMOTRAIN_CACHE"] = before
+
+
 EMOTIONS4 = ["amusement", "awe", "anger", "sadness"]
 
 
