@@ -51,7 +51,7 @@ def model_fingerprint(model_id: str, revision: str | None, probe_file: str) -> d
             stat = p.stat()
             digest.update(f"{p.relative_to(path)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
         return {"id": model_id, "path": str(path), "files": digest.hexdigest()[:16]}
-    from emotrain.train import hub_revision
+    from emocurate.core.hub import hub_revision
 
     return {"id": model_id, "revision": revision, "resolved": hub_revision(model_id, revision, probe_file)}
 

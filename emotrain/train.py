@@ -16,27 +16,13 @@ from typing import Callable
 
 from emocurate.core.filemode import follow_umask
 from emotrain.cache_shards import CacheProgress
+from emocurate.core.hub import hub_revision
 from emotrain.recipe import TrainRecipe
 
 logger = logging.getLogger(__name__)
 
 Progress = Callable[[int, int, dict], None]
 """progress(step, total_steps, info): info holds loss, loss_ldm, loss_sem (main process only)."""
-
-
-def hub_revision(model_id: str, revision: str | None, probe_file: str) -> str | None:
-    """The commit a Hub model resolved to, read from the local cache (offline); None for local folders."""
-    if Path(model_id).exists() or model_id.startswith("tiny:"):
-        return None
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(model_id, probe_file, revision=revision)
-        if isinstance(cached, str) and "/snapshots/" in cached:
-            return cached.split("/snapshots/")[1].split("/")[0]
-    except Exception:  # noqa: BLE001 - best effort: the id and requested revision are recorded anyway
-        return None
-    return None
 
 
 def train(

@@ -40,3 +40,18 @@ def token_available() -> bool:
     from huggingface_hub import get_token
 
     return get_token() is not None
+
+
+def hub_revision(model_id: str, revision: str | None, probe_file: str) -> str | None:
+    """The commit a Hub model resolved to, read from the local cache (offline); None for local folders."""
+    if Path(model_id).exists() or model_id.startswith("tiny:"):
+        return None
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(model_id, probe_file, revision=revision)
+        if isinstance(cached, str) and "/snapshots/" in cached:
+            return cached.split("/snapshots/")[1].split("/")[0]
+    except Exception:  # noqa: BLE001 - best effort: the id and requested revision are recorded anyway
+        return None
+    return None

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from emotrain.baselines.recipe import BaselineRecipe
-from emotrain.train import Progress, StopRequest, TrainingStopped, hub_revision
+from emocurate.core.hub import hub_revision
+from emotrain.train import Progress, StopRequest, TrainingStopped
 
 logger = logging.getLogger(__name__)
 
