@@ -17,7 +17,7 @@ from typing import Callable
 from emocurate.core.filemode import follow_umask
 from emotrain.cache_shards import CacheProgress
 from emocurate.core.hub import hub_revision
-from emotrain.recipe import TrainRecipe
+from emotrain.recipe import TrainRecipe, loader_workers
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def train(
     clip_size = int(getattr(crop, "height", None) or crop["height"])
     training_set = TrainingSet(validated, recipe.data, tokenizer, clip_size, processor.image_mean, processor.image_std)
     on_gpu = accelerator.device.type == "cuda"
-    num_workers = recipe.data.num_workers if recipe.data.num_workers is not None else (4 if on_gpu else 0)
+    num_workers = loader_workers(recipe.data, on_gpu)
 
     # ---- feature cache: the frozen encoders' outputs, computed once (emotrain/cache.py) ----------------------------
     latent_size = recipe.data.resolution // 2 ** (len(vae.config.block_out_channels) - 1)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from emotrain.baselines.recipe import BaselineRecipe
+from emotrain.recipe import loader_workers
 from emocurate.core.hub import hub_revision
 from emotrain.train import Progress, StopRequest, TrainingStopped
 
@@ -126,7 +127,7 @@ def fit_baseline(recipe: BaselineRecipe, dataset: str, out_dir: str | Path, max_
     sampler = ResumableSampler(indices, run.seed, optim.batch_size, accelerator.process_index,
                                accelerator.num_processes, start=position, flip=recipe.data.random_flip)
     data = iter(torch.utils.data.DataLoader(training_set, batch_size=optim.batch_size, sampler=sampler, collate_fn=collate,
-                                            num_workers=recipe.data.num_workers,
+                                            num_workers=loader_workers(recipe.data, accelerator.device.type == "cuda"),
                                             generator=torch.Generator().manual_seed(run.seed)))
 
     # ---- training loop ---------------------------------------------------------------------------------------------
