@@ -20,7 +20,9 @@ def demo_run(tmp_path_factory):
     return run
 
 
-@pytest.fixture(scope="session")
+# per module, not per session: Playwright's sync API keeps an asyncio loop marked as running in this thread while it
+# is started, and later tests (a caption backend called from inside a loop) need the thread without one
+@pytest.fixture(scope="module")
 def browser():
     pw, chromium = launch_browser()
     yield chromium
