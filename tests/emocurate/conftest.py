@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.helpers.images import bad_files, jpeg, odd_modes
+from tests.helpers.images import bad_files, jpeg, odd_modes, write_mixed_inputs
 
 
 @pytest.fixture
@@ -20,3 +20,10 @@ def image_folder(tmp_path):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
     return root
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Nine files in three shards (`mixed_input_overrides`): labelled and unlabelled photos, a byte-identical copy, a
+    bad file. One folder per test module."""
+    return write_mixed_inputs(tmp_path_factory.mktemp("mixed-inputs"))

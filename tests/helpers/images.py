@@ -60,3 +60,9 @@ def write_mixed_inputs(root):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
     return root
+
+
+def mixed_input_overrides(folder, *extra) -> list[str]:
+    """Demo-recipe overrides for `write_mixed_inputs`' folder: three shards of 3, batches of 2, short captions."""
+    return [f"sources=[folder:{folder}]", "shard_size=3", "classify.batch_size=2", "caption.batch_size=2",
+            "caption.max_new_tokens=6", "clip_filter.batch_size=2", *extra]

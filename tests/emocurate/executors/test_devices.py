@@ -11,7 +11,7 @@ from emocurate.executors import devices as device_workers
 from emocurate.run import driver as pipeline
 from emocurate.core.config import ConfigError
 from emocurate.recipe import load_recipe
-from tests.helpers.images import write_mixed_inputs
+from tests.helpers.images import mixed_input_overrides
 from tests.helpers.records import assert_same_tables
 from tests.helpers.paths import REPO
 
@@ -20,15 +20,8 @@ DEMO = ROOT / "recipes" / "curate" / "demo.yaml"
 ON_DEVICES = ["classify.device=auto", "caption.device=auto", "clip_filter.device=auto"]  # the demo pins them to cpu
 
 
-def overrides(folder, *extra):
-    return [f"sources=[folder:{folder}]", "shard_size=3", "classify.batch_size=2", "caption.batch_size=2",
-            "caption.max_new_tokens=6", "clip_filter.batch_size=2", *extra]
+overrides = mixed_input_overrides
 
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    """Nine files in three shards: labelled and unlabelled photos, a byte-identical copy, a bad file."""
-    return write_mixed_inputs(tmp_path_factory.mktemp("device-inputs"))
 
 
 def shard_tables(run: Path) -> dict:

@@ -17,7 +17,7 @@ from emocurate.run import driver as pipeline  # noqa: E402
 from emocurate.core.config import ConfigError  # noqa: E402
 from emocurate.executors.ray import RayStageConfig, stage_placement  # noqa: E402
 from emocurate.recipe import load_recipe  # noqa: E402
-from tests.helpers.images import write_mixed_inputs  # noqa: E402
+from tests.helpers.images import mixed_input_overrides  # noqa: E402
 from tests.helpers.records import assert_same_tables  # noqa: E402
 from tests.helpers.paths import REPO
 
@@ -26,14 +26,8 @@ DEMO = ROOT / "recipes" / "curate" / "demo.yaml"
 
 
 def overrides(folder):
-    return [f"sources=[folder:{folder}]", "shard_size=3", "classify.batch_size=2", "caption.batch_size=2",
-            "caption.max_new_tokens=6", "clip_filter.batch_size=2", "ray.classify.actors=1"]
+    return mixed_input_overrides(folder, "ray.classify.actors=1")
 
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    """Nine files in three shards: labelled and unlabelled photos, a byte-identical copy, a bad file."""
-    return write_mixed_inputs(tmp_path_factory.mktemp("ray-inputs"))
 
 
 @pytest.fixture(scope="module")

@@ -17,20 +17,14 @@ from emocurate.run.folder import RunFolderError
 from emocurate.run.lock import LOCK, RunLocked, locked
 from emocurate.run.publish import PUBLISHED, push_run
 from emocurate.publish.dataset import PublishError
-from tests.helpers.images import write_mixed_inputs
+from tests.helpers.images import mixed_input_overrides
 from tests.helpers.paths import REPO
 
 DEMO = REPO / "recipes" / "curate" / "demo.yaml"
 
 
-def overrides(folder, *extra):
-    return [f"sources=[folder:{folder}]", "shard_size=3", "classify.batch_size=3", "caption.batch_size=3",
-            "caption.max_new_tokens=6", "clip_filter.batch_size=3", *extra]
+overrides = mixed_input_overrides
 
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory):
-    return write_mixed_inputs(tmp_path_factory.mktemp("safety-inputs"))
 
 
 @pytest.fixture(scope="module")
