@@ -75,13 +75,6 @@ def prepare_run(run_dir: Path, recipe: CurateRecipe) -> bool:
     manifest = run_dir / MANIFEST
     wanted = json.loads(json.dumps(_identity(recipe)))
     if manifest.exists():
-        have = json.loads(manifest.read_text())
-        scored = have.get("classifier_emotions")
-        if recipe.classify.emotions is not None and recipe.classify.emotions != scored:
-            raise ConfigError(
-                f"{run_dir} stores classifier scores for {scored or 'all of the model' + chr(39) + 's classes'}; this "
-                f"command asks classify.emotions={recipe.classify.emotions}. Leave classify.emotions as the first build "
-                "had it (the recipe's `emotions` chooses what is kept), or use a new --out.")
         differs = mismatch(run_dir, recipe)
         if differs:
             raise ConfigError(f"{run_dir} was built with {differs}: stored shards would not match. "
@@ -104,7 +97,9 @@ def mismatch(run_dir: Path, recipe: CurateRecipe) -> Optional[str]:
     wanted = json.loads(json.dumps(_identity(recipe)))
     scored = have.get("classifier_emotions")
     if recipe.classify.emotions is not None and recipe.classify.emotions != scored:
-        return f"models classify.emotions={scored!r}, this command asks for {recipe.classify.emotions!r}"
+        stored = scored or "all of the model's classes"
+        return (f"classifier scores for {stored}, this command asks classify.emotions={recipe.classify.emotions} "
+                "(leave classify.emotions as the first build had it: the recipe's `emotions` chooses what is kept)")
     for part in ("inputs", "models"):
         for key, value in wanted[part].items():
             if have.get(part, {}).get(key) != value:

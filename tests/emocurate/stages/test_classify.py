@@ -297,6 +297,6 @@ def test_default_is_every_class_of_the_model_not_the_recipe_subset(tmp_path):
     (old / "run.json").write_text(json.dumps(manifest))
     prepare_run(old, recipe)  # the same recipe still resumes it
     assert load_classifier(recipe.classify, classifier_emotions(old)).emotions == tuple(six)
-    with pytest.raises(Exception, match="stores classifier scores for all of the model's classes"):
+    with pytest.raises(Exception, match="classifier scores for all of the model's classes"):
         recipe.classify.emotions = ["awe", "fear"]
         prepare_run(tmp_path / "run", recipe)
