@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from emotrain.model.conditioning import PLACEHOLDER
-from emotrain.sampling import DEFAULT_SCHEDULER, index_seed, make_pipeline  # noqa: F401  (interface)
+from emotrain.sampling import DEFAULT_SCHEDULER, index_seed, make_pipeline
 
 GRID_MAX = 64
 

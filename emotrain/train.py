@@ -52,7 +52,8 @@ def train(
     from emotrain.model.clusters import ClusterAccumulator, EmotionClusters, pick_sample
     from emotrain.model.conditioning import build_emotion_modules, encode_with_emotion, image_tokens, semantic_loss, word_embeddings
     from emotrain.data import ClipImages, ResumableSampler, TrainingSet, collate, load_training_dataset, oversample, validate
-    from emotrain.generate import EmotionSampler, make_pipeline, save_grid
+    from emotrain.generate import EmotionSampler, save_grid
+    from emotrain.sampling import make_pipeline
     from emotrain.optimizer import adamw_class
     from emotrain.model.hilora import add_hilora, hilora_parameters, hilora_state_dict, load_hilora_state_dict, set_routing
 

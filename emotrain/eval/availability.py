@@ -5,7 +5,6 @@ in the local cache (or, when online, reachable)? One error names every missing o
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Iterable
 
@@ -20,11 +19,13 @@ def missing_reason(model_id: str, revision: str | None = None, probe: str = MODE
         return None
     if model_id.startswith((".", "/", "~")) or model_id.count("/") != 1:
         return "no such folder, and not a Hub id (user/name)"
-    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
+
+    from emocurate.core.hub import offline
 
     if isinstance(try_to_load_from_cache(model_id, probe, revision=revision), str):
         return None
-    if constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+    if offline():
         return "not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
     from huggingface_hub import hf_hub_download
 

@@ -1,7 +1,6 @@
 """Stored stage tables for a handful of records, built in code: what decide() reads from a run folder."""
 
 import pyarrow as pa
-import pytest
 
 from emocurate.run.decide import NOT_CAPTIONED, decide
 from emocurate.stages.per_shard import CAPTION_SCHEMA, CLIP_FILTER_SCHEMA, classify_schema
@@ -11,7 +10,7 @@ from emocurate.recipe import CurateRecipe
 EMOS = ["amusement", "awe", "excitement", "fear"]
 
 
-def _ingest():
+def stored_ingest():
     rows = [("A", None, None), ("B", "fear", None), ("A", None, None), ("C", None, "corrupt: bad"),
             ("D", None, None), ("E", None, None), ("F", "excitement", None)]
     cols = {name: [] for name in INGEST_SCHEMA.names}
@@ -24,7 +23,7 @@ def _ingest():
     return pa.table(cols, schema=INGEST_SCHEMA)
 
 
-def _classify():
+def stored_classify():
     probs = {"A": [0.05, 0.9, 0.03, 0.02], "B": [0.4, 0.3, 0.1, 0.2], "D": [0.5, 0.3, 0.1, 0.1],
              "E": [0.1, 0.8, 0.05, 0.05], "F": [0.1, 0.1, 0.7, 0.1]}
     cols = {"id": list(probs)}
@@ -32,24 +31,24 @@ def _classify():
     return pa.table(cols, schema=classify_schema(EMOS))
 
 
-def _captions():
+def stored_captions():
     return pa.table({"id": ["A", "B", "E"], "caption_emotion": ["awe", "fear", "awe"],
                      "caption": ["a vast sky", None, "a small sky"], "caption_error": [None, "TimeoutError: slow", None],
                      "caption_raw": [None, None, None]}, schema=CAPTION_SCHEMA)
 
 
-def _scores():
+def stored_scores():
     return pa.table({"id": ["A", "E"], "caption": ["a vast sky", "a small sky"], "clip_score": [0.3, 0.1],
                      "caption_tokens": [12, 90]}, schema=CLIP_FILTER_SCHEMA)
 
 
-def _recipe(**kw):
+def small_recipe(**kw):
     kw.setdefault("emotions", ["amusement", "awe", "fear"])
     return CurateRecipe(sources=["demo"], **kw)
 
 
-def _decide(recipe):
-    return decide(_ingest(), _classify(), _captions(), _scores(), recipe).to_pylist()
+def decide_stored(recipe):
+    return decide(stored_ingest(), stored_classify(), stored_captions(), stored_scores(), recipe).to_pylist()
 
 
 SCORE_TOLERANCE = 1e-5

@@ -155,11 +155,12 @@ def test_a_mistyped_or_empty_source_does_not_pin_the_run_folder(inputs, tmp_path
 
 
 def test_emotrain_fit_with_a_wrong_dataset_leaves_no_run_folder(tmp_path):
+    from emotrain.data import DatasetError
     from emotrain.recipe import load_recipe as load_train_recipe
     from emotrain.train import train
 
     out = tmp_path / "train-run"
-    with pytest.raises(Exception):
+    with pytest.raises(DatasetError, match="no-such-dataset. is neither an existing folder nor a Hub id"):
         train(load_train_recipe(REPO / "recipes" / "train" / "demo.yaml"), str(tmp_path / "no-such-dataset"), out,
               max_steps=1)
     assert not out.exists()

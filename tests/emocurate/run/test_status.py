@@ -8,13 +8,13 @@ from typer.testing import CliRunner
 from emocurate.cli import app
 from emocurate.run.decide import decide
 from emocurate.run.status import run_status
-from tests.helpers.records import _captions, _classify, _ingest, _recipe, _scores
+from tests.helpers.records import stored_captions, stored_classify, stored_ingest, small_recipe, stored_scores
 
 
 def _run(tmp_path):
-    recipe = _recipe()
+    recipe = small_recipe()
     recipe.clip_filter.drop_fraction = 0.5
-    pq.write_table(decide(_ingest(), _classify(), _captions(), _scores(), recipe), tmp_path / "records.parquet")
+    pq.write_table(decide(stored_ingest(), stored_classify(), stored_captions(), stored_scores(), recipe), tmp_path / "records.parquet")
     return tmp_path
 
 
@@ -49,13 +49,13 @@ def test_status_without_records_is_clear(tmp_path):
 def test_a_live_run_shows_unprocessed_records_as_pending_not_dropped(tmp_path):
     from emocurate.run.folder import save_recipe
     from emocurate.store import shards
-    from tests.helpers.records import _recipe
+    from tests.helpers.records import small_recipe
 
-    ingest, classify = _ingest(), _classify()
+    ingest, classify = stored_ingest(), stored_classify()
     for s in (0, 1):  # ingest finished both shards; classify only the first, the build is still running
         shards.write_shard(tmp_path, "ingest", s, ingest.filter(pc.equal(ingest.column("shard"), s)))
     shards.write_shard(tmp_path, "classify", 0, classify.filter(pc.is_in(classify.column("id"), pa.array(["A", "B"]))))
-    save_recipe(tmp_path, _recipe())
+    save_recipe(tmp_path, small_recipe())
     data = run_status(tmp_path)
     assert data["live"] and data["records"] == 7
     # D, E, F wait for classify; A and B (classified) for caption; only the duplicate and the corrupt file are dropped
