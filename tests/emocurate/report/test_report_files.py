@@ -116,7 +116,7 @@ def test_crawled_run_shows_fetch_statuses(tmp_path, page):
     from emocurate.run.decide import decide
     from emocurate.run.folder import save_recipe
     from emocurate.stages.ingest import INGEST_SCHEMA
-    from tests.helpers.records import _captions, _classify, _scores
+    from tests.helpers.records import stored_captions, stored_classify, stored_scores
 
     statuses = ["ok", "ok", "timeout", "http_error", "ok", "robots_disallowed", "ok"]
     rows = []
@@ -130,7 +130,7 @@ def test_crawled_run_shows_fetch_statuses(tmp_path, page):
     recipe = CurateRecipe(sources=["demo"], emotions=["amusement", "awe", "fear"])
     run = tmp_path / "run"
     run.mkdir()
-    pq.write_table(decide(pa.Table.from_pylist(rows, schema=INGEST_SCHEMA), _classify(), _captions(), _scores(), recipe),
+    pq.write_table(decide(pa.Table.from_pylist(rows, schema=INGEST_SCHEMA), stored_classify(), stored_captions(), stored_scores(), recipe),
                    run / "records.parquet")
     save_recipe(run, recipe)
     write_report(run, thumbnails=False)
